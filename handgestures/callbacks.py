@@ -1,0 +1,104 @@
+"""Callbacks: per-epoch curves (CSV and TensorBoard) and the augmented sample grid."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+log = logging.getLogger(__name__)
+
+CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
+
+
+def tensorboard_writer(trainer: L.Trainer) -> Any | None:
+    """The SummaryWriter of the trainer's TensorBoard logger, if it has one."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def write_custom_scalars(writer: Any) -> None:
+    """One chart per metric with train and val together (TensorBoard's CUSTOM SCALARS tab)."""
+    writer.add_custom_scalars(
+        {
+            "curves": {
+                "loss": ["Multiline", ["train/loss", "val/loss"]],
+                "accuracy": ["Multiline", ["train/acc", "val/acc"]],
+            }
+        }
+    )
+
+
+class EpochMetrics(L.Callback):
+    """Writes train and val loss and accuracy once per epoch, indexed by epoch (1-based).
+
+    The CSV (``epochs.csv`` in the run folder) lets reports aggregate runs without reading
+    TensorBoard; the same values go to TensorBoard with the epoch as step, the x-axis of the
+    study's learning curves. Sanity-check validation is never recorded.
+    """
+
+    def __init__(self, filename: str = "epochs.csv") -> None:
+        self.filename = filename
+        self._epoch_start = 0.0
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        writer = tensorboard_writer(trainer)
+        if writer is not None and stage == "fit":
+            write_custom_scalars(writer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        epoch = trainer.current_epoch + 1
+        row = {"epoch": epoch, "step": trainer.global_step}
+        for key in CURVES:
+            row[key] = float(metrics[key]) if key in metrics else math.nan
+        row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
+        path = Path(trainer.default_root_dir) / self.filename
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            out = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                out.writeheader()
+            out.writerow(row)
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            for key in CURVES:
+                if not math.isnan(row[key]):
+                    writer.add_scalar(key, row[key], epoch)
+            writer.flush()
+
+
+class AugmentationGrid(L.Callback):
+    """Logs a grid of original and augmented training samples to TensorBoard, once per run."""
+
+    def __init__(self, num_images: int = 6, num_augmented: int = 7, seed: int = 0) -> None:
+        self.num_images, self.num_augmented, self.seed = num_images, num_augmented, seed
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from handgestures.data.augment import KerasRandomAffine, make_augmentation_grid
+
+        writer = tensorboard_writer(trainer)
+        dm = trainer.datamodule
+        if writer is None or dm is None or not getattr(dm, "keras_params", None) or not trainer.is_global_zero:
+            return
+        images = dm.splits["train"].images[: self.num_images].float() / 255.0
+        transform = KerasRandomAffine(
+            **dm.keras_params, **dm.warp_options, generator=torch.Generator().manual_seed(self.seed)
+        )
+        grid = make_augmentation_grid(images, transform, n_augmented=self.num_augmented)
+        writer.add_image("samples/augmented", grid, 0)
+        writer.flush()

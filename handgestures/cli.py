@@ -1,0 +1,39 @@
+"""What the Hydra entry points share: run one job, and keep a sweep going past a failure."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
+
+from handgestures.train import train
+
+log = logging.getLogger(__name__)
+
+OPTIMIZED_METRIC = "val/acc"
+
+
+def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
+    """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
+    hydra_cfg = HydraConfig.get()
+    with open_dict(cfg):
+        cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
+    try:
+        metrics = train(cfg, started_at or time.perf_counter())
+    except Exception as err:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            raise
+        out_dir = Path(hydra_cfg.runtime.output_dir)
+        (out_dir / "failed.json").write_text(
+            json.dumps({"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}, indent=2)
+        )
+        log.error("job %s failed (%s); the sweep goes on. Details: %s", out_dir.name, err, out_dir / "failed.json")
+        return math.nan
+    return metrics.get(OPTIMIZED_METRIC, math.nan)

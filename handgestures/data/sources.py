@@ -1,0 +1,46 @@
+"""Where the images come from: a Fingers folder, or the built-in procedural hands."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+from handgestures.data import hands as hands_module
+from handgestures.data.cache import ImageSet, cache_path, load_cached, save_cached
+from handgestures.data.fingers import load_fingers_folder
+
+log = logging.getLogger(__name__)
+
+
+def load_builtin_hands(
+    size: int = 21600, seed: int = 0, image_size: int = 128, cache_dir: str | os.PathLike | None = None
+) -> ImageSet:
+    """The built-in hands, generated once per (size, seed, generator source) and cached."""
+    source = Path(hands_module.__file__).read_bytes()
+    key = hashlib.sha256(source + f"{size}-{seed}-{image_size}".encode()).hexdigest()[:20]
+    path = cache_path(cache_dir, f"hands-{key}")
+    cached = load_cached(path)
+    if cached is not None:
+        return cached
+    start = time.perf_counter()
+    images, labels, hands = hands_module.generate_hands(size, seed=seed, size=image_size)
+    data = ImageSet(images, labels, hands, [f"builtin-{seed}-{i:06d}" for i in range(size)])
+    save_cached(path, data)
+    log.info("generated %d built-in hands in %.1f s; cached in %s", size, time.perf_counter() - start, path)
+    return data
+
+
+def load_images(
+    root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    builtin_size: int = 21600,
+    builtin_seed: int = 0,
+    image_size: int = 128,
+) -> ImageSet:
+    """The real images under ``root`` when given, else the built-in hands."""
+    if root:
+        return load_fingers_folder(root, cache_dir=cache_dir, image_size=image_size)
+    return load_builtin_hands(builtin_size, builtin_seed, image_size, cache_dir)

@@ -1,0 +1,108 @@
+"""HandGestureClassifier: the one LightningModule, given any architecture.
+
+It holds the training logic of the study (Keras 'sgd' + categorical cross-entropy) and
+nothing about a particular network. Metrics are torchmetrics objects, one per stage and
+per evaluation set, so no stage ever reads another's state, and they are reduced once
+per epoch rather than synchronised every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def _sgd(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.01, momentum=0.0)
+
+
+class HandGestureClassifier(L.LightningModule):
+    """Trains ``net`` (logits out) with cross-entropy; predicts softmax probabilities.
+
+    Args:
+        net: a plain ``nn.Module`` mapping ``(B, 1, H, W)`` to ``(B, num_classes)`` logits.
+        optimizer: a factory ``params -> Optimizer`` (Hydra ``_partial_: true``); the
+            study's Keras 'sgd' (lr 0.01, no momentum) when omitted.
+        eval_names: names of the dataloaders given to ``trainer.test`` (for example
+            ``train``, ``val``, ``test``, ``train_aug``, ...); metrics are logged as
+            ``<name>/acc`` and ``<name>/loss``.
+        channels_last: keep weights and activations in channels-last layout (faster
+            convolutions on CPU with bf16, and on GPUs).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory | None = None,
+        num_classes: int = 6,
+        eval_names: Sequence[str] = ("test",),
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.optimizer_factory = optimizer or _sgd
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.eval_names = list(eval_names)
+        self.eval_acc = nn.ModuleDict({k: MulticlassAccuracy(num_classes, average="micro") for k in self.eval_names})
+        self.eval_loss = nn.ModuleDict({k: MeanMetric() for k in self.eval_names})
+        self.eval_confusion = nn.ModuleDict({k: MulticlassConfusionMatrix(num_classes) for k in self.eval_names})
+        self.confusion: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.parameters())
+
+    # Training and validation: epoch-level loss and accuracy. They go to callback_metrics
+    # (checkpointing, progress bar); the EpochMetrics callback writes them per epoch.
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc.update(logits.detach(), y)
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y), logger=False)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, logger=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_acc.update(logits, y)
+        loss = F.cross_entropy(logits, y)
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(y), logger=False, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, logger=False, prog_bar=True)
+
+    # Evaluation of one model on several named sets (the study's cross-evaluation).
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        x, y = batch
+        name = self.eval_names[dataloader_idx]
+        logits = self(x).float()
+        self.eval_loss[name].update(F.cross_entropy(logits, y, reduction="none"))
+        self.eval_acc[name].update(logits, y)
+        self.eval_confusion[name].update(logits, y)
+
+    def on_test_epoch_end(self) -> None:
+        for name in self.eval_names:
+            if self.eval_loss[name].update_count == 0:
+                continue  # that set was not evaluated in this call
+            self.log(f"{name}/acc", self.eval_acc[name].compute(), add_dataloader_idx=False)
+            self.log(f"{name}/loss", self.eval_loss[name].compute(), add_dataloader_idx=False)
+            self.confusion[name] = self.eval_confusion[name].compute().cpu()
+            for metrics in (self.eval_acc, self.eval_loss, self.eval_confusion):
+                metrics[name].reset()
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).float().softmax(dim=-1)

@@ -1,0 +1,154 @@
+"""``train(cfg)``: one run of the study, from a composed Hydra config to metrics.json.
+
+Order of work, so that nothing finished is lost if a later step fails: the resolved config
+is written first; checkpoints and epochs.csv are written during training; metrics.json is
+written after training (status ``trained``) and rewritten after the cross-evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from handgestures.callbacks import tensorboard_writer
+from handgestures.data.datamodule import FingersDataModule
+from handgestures.module import HandGestureClassifier
+from handgestures.plots import CLASS_NAMES, confusion_figure
+
+log = logging.getLogger(__name__)
+
+NOT_DATAMODULE_ARGS = ("epochs",)
+
+
+class FirstStepTimer(L.Callback):
+    """Records when the first training batch starts, to measure start-up time."""
+
+    def __init__(self) -> None:
+        self.first_step_at: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.perf_counter()
+
+
+def build_datamodule(data_cfg: DictConfig) -> FingersDataModule:
+    kwargs = {k: v for k, v in data_cfg.items() if k not in NOT_DATAMODULE_ARGS}
+    return instantiate(OmegaConf.create(kwargs), _convert_="all")
+
+
+def run_name(cfg: DictConfig) -> dict[str, Any]:
+    choices = cfg.get("run_info", {}) or {}
+    return {
+        "model": choices.get("model") or type(cfg.model).__name__,
+        "data": choices.get("data") or ("augmented" if cfg.data.augment_train else "base"),
+        "seed": int(cfg.seed),
+    }
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def summary_table(metrics: dict[str, float], names: list[str]) -> str:
+    lines = [f"{'set':<10} {'accuracy':>9} {'loss':>10}", "-" * 31]
+    for name in names:
+        if f"{name}/acc" in metrics:
+            lines.append(f"{name:<10} {metrics[f'{name}/acc']:>9.4f} {metrics[f'{name}/loss']:>10.5f}")
+    return "\n".join(lines)
+
+
+def hparams_of(cfg: DictConfig, info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **info,
+        "epochs": int(cfg.epochs),
+        "batch_size": int(cfg.batch_size),
+        "lr": float(cfg.optimizer.get("lr", math.nan)),
+        "momentum": float(cfg.optimizer.get("momentum", 0.0)),
+        "precision": str(cfg.trainer.get("precision", "32-true")),
+        "source": str(cfg.data.root or "built-in hands"),
+        "semantics": str(cfg.data.augmentation.get("semantics", "keras2")) if cfg.data.augmentation else "none",
+    }
+
+
+def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
+    """Train, checkpoint, cross-evaluate the best checkpoint; returns the final metrics."""
+    started_at = started_at or time.perf_counter()
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    info = run_name(cfg)
+    L.seed_everything(int(cfg.seed), workers=True)
+
+    datamodule = build_datamodule(cfg.data)
+    net = instantiate(cfg.model)
+    eval_names = ["train", "val", "test"] + (["train_aug", "val_aug", "test_aug"] if datamodule.keras_params else [])
+    module = HandGestureClassifier(
+        net, optimizer=instantiate(cfg.optimizer), num_classes=int(cfg.model.get("num_classes", 6)),
+        eval_names=eval_names, channels_last=bool(cfg.channels_last),
+    )  # fmt: skip
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    timer = FirstStepTimer()
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [timer]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+
+    fit_start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - fit_start
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    result: dict[str, Any] = {
+        **info,
+        "status": "trained",
+        "epochs_run": trainer.current_epoch,
+        "best_checkpoint": best,
+        "best_val_acc": float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        "fit_seconds": round(fit_seconds, 2),
+        "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
+        "train_images_per_second": round(
+            len(datamodule.splits["train"]) * trainer.current_epoch / fit_seconds, 1
+        ) if trainer.current_epoch else None,
+    }  # fmt: skip
+    write_json(out_dir / "metrics.json", result)
+
+    loaders = datamodule.eval_dataloaders()
+    eval_start = time.perf_counter()
+    trainer.test(module, dataloaders=[loaders[k] for k in eval_names], ckpt_path=best, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
+    confusion = {k: v.tolist() for k, v in module.confusion.items()}
+    per_class = {
+        k: {CLASS_NAMES[i]: (row[i] / max(1, sum(row))) for i, row in enumerate(m)} for k, m in confusion.items()
+    }
+    result.update(
+        status="done", metrics=metrics, per_class_acc=per_class, confusion=confusion,
+        eval_seconds=round(time.perf_counter() - eval_start, 2),
+        wall_seconds=round(time.perf_counter() - started_at, 2),
+    )  # fmt: skip
+    write_json(out_dir / "metrics.json", result)
+    log_final(trainer, cfg, info, metrics, module.confusion)
+    log.info("results of %s on %s (seed %d), best checkpoint:\n%s", info["model"], info["data"], info["seed"],
+             summary_table(metrics, eval_names))  # fmt: skip
+    print(f"\n{info['model']} / {info['data']} / seed {info['seed']} -> {out_dir}\n{summary_table(metrics, eval_names)}")
+    return metrics
+
+
+def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
+    """HPARAMS with the real final metrics, and the test confusion matrix as an image."""
+    hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams_of(cfg, info), metrics=hp_metrics)
+    writer = tensorboard_writer(trainer)
+    if writer is not None and "test" in confusion:
+        writer.add_figure("confusion/test", confusion_figure(confusion["test"], "test, best checkpoint"), 0)
+        writer.flush()

@@ -1,0 +1,39 @@
+"""Shared fixtures: PNG folders the tests write, the real data when present, tiny configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fingers" / "train"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets a cache folder of its own session, never the user's ~/.cache."""
+    monkeypatch.setenv("HANDGESTURES_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not (REAL_DATA.is_dir() and any(REAL_DATA.iterdir())):
+        pytest.skip(f"real Fingers images not found at {REAL_DATA}")
+    return REAL_DATA
+
+
+def write_fingers_folder(root: Path, per_stratum: int = 12, size: int = 128, seed: int = 0, subdirs=("",)) -> Path:
+    """PNGs named like the Fingers dataset, ``per_stratum`` per (fingers, hand), pixel 0 = label*40 + hand."""
+    rng = np.random.default_rng(seed)
+    for i in range(per_stratum):
+        for fingers in range(6):
+            for hand in "LR":
+                img = rng.integers(0, 256, (size, size), dtype=np.uint8)
+                img[0, 0] = fingers * 40 + (hand == "R")
+                folder = root / subdirs[i % len(subdirs)]
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(folder / f"{i:04d}{os.urandom(2).hex()}_{fingers}{hand}.png")
+    return root

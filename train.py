@@ -1,0 +1,23 @@
+"""Train one network of the study: `python train.py model=ivannet data=augmented`.
+
+A thin Hydra wrapper around `handgestures.train.train`. In a multirun sweep a failed job
+is recorded in its folder (failed.json) and the sweep goes on.
+"""
+
+import time
+
+STARTED_AT = time.perf_counter()  # before the heavy imports, for the start-up time
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from handgestures.cli import run_job  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    return run_job(cfg, STARTED_AT)
+
+
+if __name__ == "__main__":
+    main()
