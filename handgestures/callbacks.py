@@ -50,9 +50,12 @@ class EpochMetrics(L.Callback):
         self.filename = filename
         self._epoch_start = 0.0
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = Path(trainer.default_root_dir) / self.filename
+        if trainer.ckpt_path is None and path.exists():
+            path.unlink()  # a fresh fit in a reused folder starts a fresh file; a resumed one appends
         writer = tensorboard_writer(trainer)
-        if writer is not None and stage == "fit":
+        if writer is not None:
             write_custom_scalars(writer)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -54,9 +54,10 @@ class HandGestureClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.eval_names = list(eval_names)
-        self.eval_acc = nn.ModuleDict({k: MulticlassAccuracy(num_classes, average="micro") for k in self.eval_names})
-        self.eval_loss = nn.ModuleDict({k: MeanMetric() for k in self.eval_names})
-        self.eval_confusion = nn.ModuleDict({k: MulticlassConfusionMatrix(num_classes) for k in self.eval_names})
+        # ModuleDict keys may not shadow Module attributes ("train"), hence the "set_" prefix
+        self.eval_acc = nn.ModuleDict({f"set_{k}": MulticlassAccuracy(num_classes, average="micro") for k in eval_names})
+        self.eval_loss = nn.ModuleDict({f"set_{k}": MeanMetric() for k in eval_names})
+        self.eval_confusion = nn.ModuleDict({f"set_{k}": MulticlassConfusionMatrix(num_classes) for k in eval_names})
         self.confusion: dict[str, torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,21 +88,22 @@ class HandGestureClassifier(L.LightningModule):
     # Evaluation of one model on several named sets (the study's cross-evaluation).
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch
-        name = self.eval_names[dataloader_idx]
+        key = f"set_{self.eval_names[dataloader_idx]}"
         logits = self(x).float()
-        self.eval_loss[name].update(F.cross_entropy(logits, y, reduction="none"))
-        self.eval_acc[name].update(logits, y)
-        self.eval_confusion[name].update(logits, y)
+        self.eval_loss[key].update(F.cross_entropy(logits, y, reduction="none"))
+        self.eval_acc[key].update(logits, y)
+        self.eval_confusion[key].update(logits, y)
 
     def on_test_epoch_end(self) -> None:
         for name in self.eval_names:
-            if self.eval_loss[name].update_count == 0:
+            key = f"set_{name}"
+            if self.eval_loss[key].update_count == 0:
                 continue  # that set was not evaluated in this call
-            self.log(f"{name}/acc", self.eval_acc[name].compute(), add_dataloader_idx=False)
-            self.log(f"{name}/loss", self.eval_loss[name].compute(), add_dataloader_idx=False)
-            self.confusion[name] = self.eval_confusion[name].compute().cpu()
+            self.log(f"{name}/acc", self.eval_acc[key].compute(), add_dataloader_idx=False)
+            self.log(f"{name}/loss", self.eval_loss[key].compute(), add_dataloader_idx=False)
+            self.confusion[name] = self.eval_confusion[key].compute().cpu()
             for metrics in (self.eval_acc, self.eval_loss, self.eval_confusion):
-                metrics[name].reset()
+                metrics[key].reset()
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

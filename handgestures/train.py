@@ -49,7 +49,7 @@ def build_datamodule(data_cfg: DictConfig) -> FingersDataModule:
 def run_name(cfg: DictConfig) -> dict[str, Any]:
     choices = cfg.get("run_info", {}) or {}
     return {
-        "model": choices.get("model") or type(cfg.model).__name__,
+        "model": choices.get("model") or str(cfg.model._target_).rsplit(".", 1)[-1].lower(),
         "data": choices.get("data") or ("augmented" if cfg.data.augment_train else "base"),
         "seed": int(cfg.seed),
     }
@@ -93,7 +93,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
 
     datamodule = build_datamodule(cfg.data)
     net = instantiate(cfg.model)
-    eval_names = ["train", "val", "test"] + (["train_aug", "val_aug", "test_aug"] if datamodule.keras_params else [])
+    eval_names = datamodule.eval_names
     module = HandGestureClassifier(
         net, optimizer=instantiate(cfg.optimizer), num_classes=int(cfg.model.get("num_classes", 6)),
         eval_names=eval_names, channels_last=bool(cfg.channels_last),
@@ -122,9 +122,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     }  # fmt: skip
     write_json(out_dir / "metrics.json", result)
 
-    loaders = datamodule.eval_dataloaders()
     eval_start = time.perf_counter()
-    trainer.test(module, dataloaders=[loaders[k] for k in eval_names], ckpt_path=best, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
     per_class = {

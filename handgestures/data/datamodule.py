@@ -162,18 +162,18 @@ class FingersDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.splits["val"], self.eval_batch_size, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["test"], self.eval_batch_size, shuffle=False)
+    @property
+    def eval_names(self) -> list[str]:
+        """The sets ``test_dataloader`` returns, in order: plain splits, then augmented views."""
+        return list(SPLITS) + ([f"{k}_aug" for k in SPLITS] if self.keras_params else [])
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """The cross-evaluation: plain train/val/test, then their fixed augmented views."""
+        sets = {**self.splits, **{f"{k}_aug": v for k, v in self.aug_views.items()}}
+        return [self._loader(sets[k], self.eval_batch_size, shuffle=False) for k in self.eval_names]
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
-
-    def eval_dataloaders(self) -> dict[str, DataLoader]:
-        """Plain and augmented views of every split, for the cross-evaluation."""
-        loaders = {k: self._loader(v, self.eval_batch_size, shuffle=False) for k, v in self.splits.items()}
-        for k, v in self.aug_views.items():
-            loaders[f"{k}_aug"] = self._loader(v, self.eval_batch_size, shuffle=False)
-        return loaders
+        return self._loader(self.splits["test"], self.eval_batch_size, shuffle=False)
 
     # ---- on the device ----------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:

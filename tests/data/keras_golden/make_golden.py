@@ -39,22 +39,22 @@ CONSTANT_CASES = ("theta_p30", "zoom_0.8", "txty_max", "combo1", "combo2", "comb
 
 
 def keras_matrix(p: dict, h: int, w: int, variant: str) -> np.ndarray:
-    """numpy port of Keras ``apply_affine_transform``'s matrix (both variants)."""
+    """numpy port of Keras ``apply_affine_transform``'s matrix on (row, col) indices."""
     th, s = np.deg2rad(p["theta"]), np.deg2rad(p["shear"])
     rot = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]])
     shift = np.array([[1, 0, p["tx"]], [0, 1, p["ty"]], [0, 0, 1]])
     shear = np.array([[1, -np.sin(s), 0], [0, np.cos(s), 0], [0, 0, 1]])
     zoom = np.array([[p["zx"], 0, 0], [0, p["zy"], 0], [0, 0, 1]])
     m = rot @ shift @ shear @ zoom
-    if variant == "kp112":
-        ox, oy = h / 2 + 0.5, w / 2 + 0.5
-    else:
-        perm = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]])
-        m = perm @ m @ perm
-        ox, oy = h / 2 - 0.5, w / 2 - 0.5
+    # transform_matrix_offset_center(m, h, w): kp112 o = x/2 + 0.5, Keras >= 2.9 o = x/2 - 0.5
+    ox, oy = (h / 2 + 0.5, w / 2 + 0.5) if variant == "kp112" else (h / 2 - 0.5, w / 2 - 0.5)
     off = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]])
     back = np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]])
-    return off @ m @ back
+    m = off @ m @ back
+    if variant == "k3":  # col_axis > row_axis: swap rows 0/1 and columns 0/1
+        m[:, [0, 1]] = m[:, [1, 0]]
+        m[[0, 1]] = m[[1, 0]]
+    return m
 
 
 def scipy_constant(x: np.ndarray, p: dict, variant: str) -> tuple[np.ndarray, float]:
@@ -62,17 +62,11 @@ def scipy_constant(x: np.ndarray, p: dict, variant: str) -> tuple[np.ndarray, fl
 
     h, w = x.shape
     m = keras_matrix(p, h, w, variant)
-    if variant == "k3":  # Keras 3 applies it in (x, y) = (col, row): transpose the image
-        out = ndimage.affine_transform(x.T.astype(np.float64), m[:2, :2], m[:2, 2], order=1,
-                                       mode="constant", cval=CONSTANT_CVAL).T
-        coords = m[:2, :2] @ np.stack(np.meshgrid(np.arange(w), np.arange(h), indexing="xy")).reshape(2, -1)
-        lim = np.array([w - 1, h - 1])[:, None]
-    else:
-        out = ndimage.affine_transform(x.astype(np.float64), m[:2, :2], m[:2, 2], order=1,
-                                       mode="constant", cval=CONSTANT_CVAL)
-        coords = m[:2, :2] @ np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij")).reshape(2, -1)
-        lim = np.array([h - 1, w - 1])[:, None]
+    out = ndimage.affine_transform(x.astype(np.float64), m[:2, :2], m[:2, 2], order=1,
+                                   mode="constant", cval=CONSTANT_CVAL)
+    coords = m[:2, :2] @ np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij")).reshape(2, -1)
     coords = coords + m[:2, 2:]
+    lim = np.array([h - 1, w - 1])[:, None]
     # distance (px) of the nearest source coordinate to an edge of [0, n-1]: must not be ~0
     margin = float(np.min(np.minimum(np.abs(coords), np.abs(coords - lim))))
     if p["flip_horizontal"]:
@@ -80,6 +74,19 @@ def scipy_constant(x: np.ndarray, p: dict, variant: str) -> tuple[np.ndarray, fl
     if p["flip_vertical"]:
         out = out[::-1, :]
     return np.ascontiguousarray(out.astype(np.float32)), margin
+
+
+def scipy_nearest_check(x: np.ndarray, p: dict, variant: str, golden: np.ndarray) -> float:
+    """Max |error| of this numpy port with mode='nearest' against the Keras golden (sanity)."""
+    from scipy import ndimage
+
+    m = keras_matrix(p, *x.shape, variant)
+    out = ndimage.affine_transform(x.astype(np.float64), m[:2, :2], m[:2, 2], order=1, mode="nearest")
+    if p["flip_horizontal"]:
+        out = out[:, ::-1]
+    if p["flip_vertical"]:
+        out = out[::-1, :]
+    return float(np.abs(out - golden).max())
 
 
 def main(src: Path) -> None:
@@ -108,6 +115,11 @@ def main(src: Path) -> None:
         archive["scipy_constant"] = {"cval": CONSTANT_CVAL, "image": "rect12x16", "cases": {}}
         for variant in ("kp112", "k3"):
             cases = {}
+            check = max(scipy_nearest_check(inputs["rect12x16"], spec["params"], variant,
+                                            archive["outputs"][variant][case]["rect12x16"].numpy())
+                        for case, spec in params["cases"].items() if "rect12x16" in spec["images"])
+            print(f"{variant}: numpy port, mode='nearest', max |err| vs Keras golden {check:.3g}", file=sys.stderr)
+            assert check < 1e-3, check
             for case in CONSTANT_CASES:
                 out, margin = scipy_constant(inputs["rect12x16"], params["cases"][case]["params"], variant)
                 print(f"{variant} {case}: min distance of a source coordinate to an edge {margin:.3g} px",
