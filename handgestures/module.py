@@ -95,12 +95,14 @@ class HandGestureClassifier(L.LightningModule):
         self.eval_confusion[key].update(logits, y)
 
     def on_test_epoch_end(self) -> None:
+        # not sent to the logger here: "train/acc" would collide with the training curve;
+        # train() logs the final metrics to TensorBoard as hp/<set>_acc with the hparams
         for name in self.eval_names:
             key = f"set_{name}"
             if self.eval_loss[key].update_count == 0:
                 continue  # that set was not evaluated in this call
-            self.log(f"{name}/acc", self.eval_acc[key].compute(), add_dataloader_idx=False)
-            self.log(f"{name}/loss", self.eval_loss[key].compute(), add_dataloader_idx=False)
+            self.log(f"{name}/acc", self.eval_acc[key].compute(), add_dataloader_idx=False, logger=False)
+            self.log(f"{name}/loss", self.eval_loss[key].compute(), add_dataloader_idx=False, logger=False)
             self.confusion[name] = self.eval_confusion[key].compute().cpu()
             for metrics in (self.eval_acc, self.eval_loss, self.eval_confusion):
                 metrics[key].reset()

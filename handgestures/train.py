@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from handgestures.callbacks import tensorboard_writer
@@ -101,6 +101,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     timer = FirstStepTimer()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [timer]
+    if cfg.trainer.get("enable_progress_bar") is False:  # the flag wins over a configured bar
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     fit_start = time.perf_counter()

@@ -390,6 +390,16 @@ def test_identity_is_exact_copy():
     assert torch.allclose(out[[1, 3]], alone, atol=1e-6, rtol=0)
 
 
+def test_params_as_python_numbers():
+    """Parameters replayed from Keras' get_random_transform (Python numbers) are accepted."""
+    x = _image("sq128") / 255
+    spec = _cases()["combo3_shear"]["params"]
+    out = apply_keras_transform(x, {k: [v] for k, v in spec.items() if v is not None})
+    assert torch.equal(out, apply_keras_transform(x, _params(["combo3_shear"])))
+    scalar = apply_keras_transform(x.expand(2, -1, -1, -1), {"theta": 30.0, "flip_vertical": True})
+    assert torch.equal(scalar[0], scalar[1])
+
+
 def test_uint8_input():
     x8 = (_rand_images(2, 1, 16, 16) * 255).to(torch.uint8)
     out = KerasRandomAffine(**PROJECT_CFG, seed=1)(x8)
@@ -447,6 +457,7 @@ def test_cuda_matches_cpu():
         (lambda: apply_keras_transform(torch.zeros(2, 1, 8, 8), {"rotation": torch.zeros(2)}), "rotation"),
         (lambda: apply_keras_transform(torch.zeros(2, 1, 8, 8), {"zx": torch.tensor([1.0, math.nan])}), "zx"),
         (lambda: apply_keras_transform(torch.zeros(2, 1, 8, 8), [1, 2]), "list"),
+        (lambda: apply_keras_transform(torch.zeros(2, 1, 8, 8), {"tx": "5"}), "tx"),
         (lambda: sample_keras_params(4, (8, 8), zoom_range=[0.9, 1.0, 1.1]), "zoom_range"),
         (lambda: sample_keras_params(4, (8, 8), zoom_range=[1.2, 0.8]), "zoom_range"),
         (lambda: sample_keras_params(4, (8, 8), rotation_range=-5), "rotation_range=-5"),

@@ -83,4 +83,15 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
         hp = events.Scalars(f"hp/{name}_acc")
         assert hp[0].value == pytest.approx(metrics["metrics"][f"{name}/acc"], abs=1e-6)
     assert "samples/augmented" in tags["images"] and "confusion/test" in tags["images"]
+    # the HPARAMS tab: the run's choices and the real final metrics, no placeholder hp_metric
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hparams_events = [e for e in events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content]
+    assert hparams_events
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    ).session_start_info
+    assert start.hparams["model"].string_value == "carlosnet" and start.hparams["data"].string_value == "augmented"
+    assert start.hparams["epochs"].number_value == 2
+    assert "hp_metric" not in tags["scalars"]
     assert (run_dir / ".hydra" / "config.yaml").is_file()

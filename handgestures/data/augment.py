@@ -102,13 +102,20 @@ def _check_fill(fill_mode: Any, cval: Any) -> float:
 # --------------------------------------------------------------------------- warp
 
 
-def _param_tensor(name: str, value: Any, batch: int, device: torch.device | None) -> torch.Tensor:
+def _param_tensor(
+    name: str, value: Any, batch: int, device: torch.device | None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         t = value
-    elif isinstance(value, (numbers.Number, Sequence)) and not isinstance(value, str):
-        t = torch.as_tensor(value, device=device)
-    else:
-        raise ValueError(f"params[{name!r}] must be a tensor of shape ({batch},) or a number, got {type(value).__name__}")
+    else:  # numbers, lists, numpy arrays (e.g. parameters replayed from Keras)
+        try:
+            if isinstance(value, str):
+                raise TypeError
+            t = torch.as_tensor(value, dtype=dtype, device=device)  # float64: no float32 rounding
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(
+                f"params[{name!r}] must be a tensor of shape ({batch},) or a number, got {value!r}"
+            ) from None
     if t.ndim == 0:
         t = t.expand(batch)
     elif t.shape != (batch,):
@@ -118,64 +125,90 @@ def _param_tensor(name: str, value: Any, batch: int, device: torch.device | None
     return t
 
 
+def _coefficients(height: int, width: int, semantics: str) -> list[list[float]]:
+    """Constant 7x6 map from per-image features to the normalised 2x3 matrix (row-major).
+
+    Features ``f = [zx·cosθ, zx·sinθ, zy·cos(θ+s), zy·sin(θ+s), b0, b1, 1]`` where
+    ``(b0, b1) = R(θ)·(tx, ty)``: Keras' ``A = R·Sh·Z`` is ``[[f0, -f3], [f1, f2]]``. The
+    result is the closed form of ``N · P · Off(o) · R · T · Sh · Z · Off(-o) · P · N^-1``
+    (§5), with ``N`` the ``align_corners=True`` normalisation.
+    """
+    sx, sy = (width - 1) / 2.0, (height - 1) / 2.0
+
+    def unit(i: int, sign: float = 1.0) -> list[float]:
+        v = [0.0] * 7
+        v[i] = sign
+        return v
+
+    if semantics == "keras2":
+        # (row, col) matrix, centre (H/2 + 0.5, W/2 + 0.5): in (x, y) it is P·M·P.
+        a, b, c, d, e, f = unit(2), unit(1), unit(3, -1.0), unit(0), unit(5), unit(4)
+        dcx, dcy = sx - (width / 2.0 + 0.5), sy - (height / 2.0 + 0.5)
+    else:
+        # (x, y) matrix, centre (H/2 - 0.5, W/2 - 0.5) assigned to (x, y) (the Keras quirk).
+        a, b, c, d, e, f = unit(0), unit(3, -1.0), unit(1), unit(2), unit(4), unit(5)
+        dcx, dcy = sx - (height / 2.0 - 0.5), sy - (width / 2.0 - 0.5)
+    # x_in = a·(x - cx) + b·(y - cy) + e + cx with x = sx·(xn + 1) and y = sy·(yn + 1).
+    cols = [
+        a,
+        [v * (sy / sx) for v in b],
+        [(va * dcx + vb * dcy + ve) / sx for va, vb, ve in zip(a, b, e, strict=True)],
+        [v * (sx / sy) for v in c],
+        d,
+        [(vc * dcx + vd * dcy + vf) / sy for vc, vd, vf in zip(c, d, f, strict=True)],
+    ]
+    cols[2][6] -= dcx / sx
+    cols[5][6] -= dcy / sy
+    return [list(row) for row in zip(*cols, strict=True)]
+
+
 def _sampling_matrices(
     params: Mapping[str, Any], batch: int, height: int, width: int, semantics: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the normalised pull matrices (B, 2, 3) in float64 and the identity mask (B,).
 
-    Closed form of ``N · P · Off(o) · R · T · Sh · Z · Off(-o) · P · N^-1`` (§5), with
-    the flips folded in as sign changes of the output-coordinate columns.
+    Built where the params live, in a handful of vectorised ops (this runs once per
+    batch and must stay cheap next to the warp). The flips are folded in as sign
+    changes of the output-coordinate columns (a flip after a pull warp reverses the
+    output coordinates).
     """
     unknown = set(params) - set(PARAM_NAMES)
     if unknown:
         raise ValueError(f"unknown parameter name(s) {sorted(unknown)}; expected a subset of {PARAM_NAMES}")
     device = next((v.device for v in params.values() if isinstance(v, torch.Tensor)), None)
     warp = []
-    for name, default in zip(_WARP_NAMES, _WARP_DEFAULTS):
+    for name, default in zip(_WARP_NAMES, _WARP_DEFAULTS, strict=True):
         value = params.get(name)
         if value is None:
             warp.append(torch.full((batch,), default, dtype=torch.float64, device=device))
         else:
-            warp.append(_param_tensor(name, value, batch, device).to(device=device, dtype=torch.float64))
-    p = torch.stack(warp)  # (6, B)
+            warp.append(_param_tensor(name, value, batch, device, torch.float64).to(device=device, dtype=torch.float64))
+    p = torch.stack(warp)  # (6, B): theta, tx, ty, shear, zx, zy
     if not bool(torch.isfinite(p).all()):
-        bad = [n for n, row in zip(_WARP_NAMES, p) if not bool(torch.isfinite(row).all())]
+        bad = [n for n, row in zip(_WARP_NAMES, p, strict=True) if not bool(torch.isfinite(row).all())]
         raise ValueError(f"params {bad} contain NaN or infinite values")
-    theta, tx, ty, shear, zx, zy = p
-    identity = (p - p.new_tensor(_WARP_DEFAULTS)[:, None]).eq(0).all(0)
+    identity = p.eq(p.new_tensor(_WARP_DEFAULTS)[:, None]).all(0)
 
-    # A = R·Sh·Z (linear part), b = R·(tx, ty): closed form of Keras' product.
-    ang = torch.deg2rad(torch.stack((theta, theta + shear)))
-    cos, sin = torch.cos(ang), torch.sin(ang)
-    a00, a10 = zx * cos[0], zx * sin[0]
-    a01, a11 = -zy * sin[1], zy * cos[1]
-    b0 = tx * cos[0] - ty * sin[0]
-    b1 = tx * sin[0] + ty * cos[0]
-
-    sx, sy = (width - 1) / 2.0, (height - 1) / 2.0  # align_corners=True half-extents
-    if semantics == "keras2":
-        # (row, col) matrix, centre (H/2 + 0.5, W/2 + 0.5): in (x, y) = P·M·P.
-        a, b, c, d, e, f = a11, a10, a01, a00, b1, b0
-        dcx = sx - (width / 2.0 + 0.5)
-        dcy = sy - (height / 2.0 + 0.5)
-    else:
-        # (x, y) matrix, centre (H/2 - 0.5, W/2 - 0.5) assigned to (x, y) (Keras quirk).
-        a, b, c, d, e, f = a00, a01, a10, a11, b0, b1
-        dcx = sx - (height / 2.0 - 0.5)
-        dcy = sy - (width / 2.0 - 0.5)
-    # x_in = a·x + b·y + e about the centre; normalise x = sx·(xn + 1), y = sy·(yn + 1).
-    row0 = (a, b * (sy / sx), (a * dcx + b * dcy + e - dcx) / sx)
-    row1 = (c * (sx / sy), d, (c * dcx + d * dcy + f - dcy) / sy)
-    mat = torch.stack(row0 + row1, dim=1).view(batch, 2, 3)
+    # polar() gives cos and sin in one pass; torch.cos/sin go multi-threaded from about
+    # 100 elements on CPU, which costs milliseconds on a busy machine.
+    ang = torch.deg2rad(torch.stack((p[0], p[0] + p[3])))  # θ, θ + shear
+    unit = torch.polar(torch.ones_like(ang), ang)
+    zoomed = torch.view_as_real(unit * p[4:6])  # (2, B, 2): zx·(cosθ, sinθ), zy·(cos, sin)(θ+s)
+    shift = torch.view_as_real(torch.complex(p[1], p[2]) * unit[0])  # (B, 2): R(θ)·(tx, ty)
+    feats = torch.cat((zoomed.transpose(0, 1).reshape(batch, 4), shift, shift.new_ones(batch, 1)), dim=1)
+    coef = torch.tensor(_coefficients(height, width, semantics), dtype=torch.float64, device=device)
+    mat = torch.mm(feats, coef).view(batch, 2, 3)
 
     flips = [params.get(n) for n in ("flip_horizontal", "flip_vertical")]
     if any(v is not None for v in flips):
-        sign = torch.ones(batch, 3, dtype=torch.float64, device=device)
-        for col, (name, value) in enumerate(zip(("flip_horizontal", "flip_vertical"), flips)):
-            if value is not None:
-                flag = _param_tensor(name, value, batch, device).to(device=device)
-                sign[:, col] = 1.0 - 2.0 * (flag != 0).to(torch.float64)
-        mat = mat * sign[:, None, :]  # flip = reversed output x (column 0) / y (column 1)
+        flags = torch.stack([
+            torch.zeros(batch, dtype=torch.bool, device=device) if v is None
+            else _param_tensor(n, v, batch, device).to(device=device) != 0
+            for n, v in zip(("flip_horizontal", "flip_vertical"), flips, strict=True)
+        ], dim=1)  # (B, 2)
+        sign = torch.ones(batch, 1, 3, dtype=torch.float64, device=device)
+        sign[:, 0, :2] = 1.0 - 2.0 * flags.to(torch.float64)
+        mat = mat * sign  # column 0 scales output x (flip_horizontal), column 1 output y
     return mat, identity
 
 
@@ -212,8 +245,11 @@ def apply_keras_transform(
         params: per-image tensors of shape ``(B,)`` (a number or 0-d tensor is
             broadcast) named ``theta, tx, ty, shear, zx, zy, flip_horizontal,
             flip_vertical`` in Keras units (degrees, pixels); missing keys are the
-            identity. The matrices are built in float64 where the params live: keep
-            them on the CPU to avoid device syncs.
+            identity. Give float64 values (as :func:`sample_keras_params` does):
+            float32 params round e.g. ``tx=5.3`` to 5.3000002. The matrices are built
+            in float64 where the params live and moved to the images' device as one
+            (B, 2, 3) tensor: keep the params on the CPU, which avoids tiny device
+            kernels and syncs.
         semantics: ``"keras2"`` (keras-preprocessing 1.1.2, the 2019-2020 maths) or
             ``"keras3"`` (keras >= 2.9); they differ in rotation sense, axes and centre.
         fill_mode: ``"nearest"`` (edge replication, Keras' default) or ``"constant"``.
@@ -382,7 +418,7 @@ def sample_keras_params(
     flips[1] &= bool(vertical_flip)
     if device is not None:
         cont, flips = cont.to(device), flips.to(device)
-    out = dict(zip(_WARP_NAMES, cont.unbind(0)))
+    out = dict(zip(_WARP_NAMES, cont.unbind(0), strict=True))
     out["flip_horizontal"], out["flip_vertical"] = flips.unbind(0)
     return out
 
@@ -469,6 +505,8 @@ class KerasRandomAffine(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         shapes = {tuple(x.shape) for x in flat_inputs}
+        if not shapes:  # nothing to transform: everything passes through
+            return {"params": None}
         if len(shapes) != 1:
             raise ValueError(f"all images in one call must have the same shape, got {sorted(shapes)}")
         shape = shapes.pop()
@@ -506,6 +544,10 @@ class KerasRandomAffine(v2.Transform):
         if single:
             out = out.squeeze(0)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.Image) else out
+
+    # torchvision < 0.21 calls the private names.
+    _get_params = make_params
+    _transform = transform
 
     def extra_repr(self) -> str:
         parts = [

@@ -60,7 +60,7 @@ from torch.nn import functional as F
 __all__ = ["generate_hands"]
 
 NUM_CLASSES = 6
-CHUNK = 256  # images rendered at once; bounds memory to a few hundred MB
+CHUNK = 128  # images rendered at once: keeps memory small and the buffers cache-friendly
 
 # Digits, in hand order: thumb, index, middle, ring, pinky. For each finger count, the
 # variants (which digits are raised) and their probabilities.
@@ -86,7 +86,7 @@ _FINGER_RADIUS = (3.6, 3.8, 3.6, 3.1)
 # Where the hand's area is measured: a coarse grid in the hand frame that holds any hand.
 _AREA_U = (-54.0, 54.0)
 _AREA_V = (-70.0, 40.0)
-_AREA_STEP = 2.0
+_AREA_STEP = 2.5
 _AREA_RANGE = (1050.0, 2350.0)  # pixels of a 128-pixel image, log-uniform
 
 
@@ -177,7 +177,7 @@ def _sample_params(labels: Tensor, hands: Tensor, gen: torch.Generator) -> dict[
     p["light_dir"] = _uniform(gen, n, 0.0, 2 * math.pi)
     p["rim"] = _uniform(gen, n, 15.0, 45.0)  # darkening towards the hand's outline
     p["crease"] = _uniform(gen, n, 20.0, 60.0)
-    p["crease_w"] = _uniform(gen, n, 0.6, 1.3)
+    p["crease_w"] = _uniform(gen, n, 1.0, 2.0)
     p["texture"] = _uniform(gen, n, 3.0, 9.0)
     p["bg"] = _uniform(gen, n, 36.0, 64.0)
     p["clouds"] = _uniform(gen, n, 5.0, 12.0)
@@ -199,21 +199,24 @@ def _capsule(u: Tensor, v: Tensor, au: Tensor, av: Tensor, bu: Tensor, bv: Tenso
     inv = _col(1.0 / (du * du + dv * dv + 1e-6))
     du, dv = _col(du), _col(dv)
     pu, pv = u - _col(au), v - _col(av)
-    h = ((pu * du + pv * dv) * inv).clamp_(0.0, 1.0)
-    return torch.hypot(pu - du * h, pv - dv * h) - _col(r)
+    h = pu * du
+    h.addcmul_(pv, dv).mul_(inv).clamp_(0.0, 1.0)
+    pu.addcmul_(h, du, value=-1.0)
+    pv.addcmul_(h, dv, value=-1.0)
+    return pu.hypot_(pv).sub_(_col(r))
 
 
 def _rounded_box(u: Tensor, v: Tensor, cu: Tensor, cv: Tensor, hu: Tensor, hv: Tensor, r: float) -> Tensor:
     """Distance to a box centred at (cu, cv) with half sizes (hu, hv) and corner radius r."""
-    qu = (u - _col(cu)).abs_() - _col(hu - r)
-    qv = (v - _col(cv)).abs_() - _col(hv - r)
-    outside = torch.hypot(qu.clamp(min=0.0), qv.clamp(min=0.0))
-    return outside + torch.maximum(qu, qv).clamp_(max=0.0) - r
+    qu = (u - _col(cu)).abs_().sub_(_col(hu - r))
+    qv = (v - _col(cv)).abs_().sub_(_col(hv - r))
+    inside = torch.maximum(qu, qv).clamp_(max=0.0)
+    return qu.clamp_(min=0.0).hypot_(qv.clamp_(min=0.0)).add_(inside).sub_(r)
 
 
 def _smooth_min(a: Tensor, b: Tensor, k: float) -> Tensor:
-    h = (0.5 + 0.5 * (b - a) / k).clamp_(0.0, 1.0)
-    return b + (a - b) * h - k * h * (1.0 - h)
+    h = (b - a).mul_(0.5 / k).add_(0.5).clamp_(0.0, 1.0)
+    return torch.lerp(b, a, h).sub_(h.mul_(1.0 - h).mul_(k))
 
 
 def _hand_sdf(u: Tensor, v: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -304,49 +307,54 @@ def _place(p: dict[str, Tensor]) -> None:
 # --------------------------------------------------------------------------- rendering
 
 
-def _noise(gen: torch.Generator, b: int, out: int, octaves: tuple[tuple[int, float], ...]) -> Tensor:
-    """Smooth noise ``(B, out, out)``: random grids of a few sizes, bilinearly enlarged."""
-    total = torch.zeros(b, 1, out, out)
-    for cells, amplitude in octaves:
-        grid = torch.randn(b, 1, cells, cells, generator=gen)
-        total += amplitude * F.interpolate(grid, size=(out, out), mode="bilinear", align_corners=False)
-    return total[:, 0]
+# Smooth noise, two channels (background clouds, skin texture): random grids of 4, 8, 16
+# and 32 cells, each enlarged and added to the next (a pyramid keeps the upsampling cheap).
+_OCTAVES = ((4, (0.6, 0.0)), (8, (0.55, 0.45)), (16, (0.45, 0.55)), (32, (0.4, 0.55)))
+
+
+def _noise(gen: torch.Generator, b: int, out: int) -> Tensor:
+    """Smooth noise ``(B, 2, out, out)`` with a spread of about 1 per channel."""
+    total = None
+    for cells, amplitude in _OCTAVES:
+        layer = torch.randn(b, 2, cells, cells, generator=gen) * torch.tensor(amplitude)[:, None, None]
+        total = layer if total is None else layer + F.interpolate(total, size=(cells, cells), mode="bilinear")
+    return F.interpolate(total, size=(out, out), mode="bilinear")
 
 
 def _render(p: dict[str, Tensor], size: int, gen: torch.Generator) -> Tensor:
+    """Images ``(B, size, size)`` uint8 for one chunk of parameters (placed by :func:`_place`)."""
     b = len(p["scale"])
     low = max(4, (size + 1) // 2)
     # Hand-frame coordinates of the low-resolution grid's pixel centres (128-pixel units).
-    step = 128.0 / low
-    xs = (torch.arange(low, dtype=torch.float32) + 0.5) * step
-    x = xs[None, None, :] - _col(p["origin_x"])
-    y = xs[None, :, None] - _col(p["origin_y"])
+    centres = (torch.arange(low, dtype=torch.float32) + 0.5) * (128.0 / low)
+    x = centres[None, None, :] - _col(p["origin_x"])
+    y = centres[None, :, None] - _col(p["origin_y"])
     cos, sin = _col(torch.cos(p["angle"])), _col(torch.sin(p["angle"]))
     inv = _col(1.0 / p["scale"])
-    u = (cos * x + sin * y) * inv * _col(p["mirror"] / p["aspect"])
+    u = (cos * x + sin * y) * (inv * _col(p["mirror"] / p["aspect"]))
     v = (cos * y - sin * x) * inv
     hand, folded = _hand_sdf(u, v, p)
-    to_px = _col(p["scale"] * size / 128.0)  # hand-frame units -> output pixels
-    # Clouds for the background (about unit spread) and a finer texture for the skin.
-    clouds = _noise(gen, b, low, ((3, 0.55), (6, 0.55), (12, 0.45), (24, 0.3)))
-    skin = _noise(gen, b, low, ((8, 0.6), (16, 0.6), (32, 0.5)))
-    fields = torch.stack([hand * to_px, folded * to_px, clouds, skin], 1)
-    hand, folded, clouds, skin = F.interpolate(fields, size=(size, size), mode="bilinear", align_corners=False).unbind(1)
-
-    alpha = (0.5 - hand / _col(p["soft"] * size / 128.0)).clamp_(0.0, 1.0)
-    grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size - 0.5
-    light = _col(p["light"]) * (
-        _col(torch.cos(p["light_dir"])) * grid[None, None, :] + _col(torch.sin(p["light_dir"])) * grid[None, :, None]
-    )
-    crease_w = _col(p["crease_w"] * size / 128.0)
-    skin_level = (
-        _col(p["hand"])
-        + light
-        + _col(p["texture"]) * skin
-        - _col(p["rim"]) * torch.exp(hand.clamp(max=0.0) / 2.5)
-        - _col(p["crease"]) * torch.exp(-((folded / crease_w) ** 2)) * (hand < -0.5)
-    )
+    px = size / 128.0  # output pixels per 128-pixel unit
+    hand *= _col(p["scale"] * px)  # hand-frame units -> output pixels
+    folded *= _col(p["scale"] * px)
+    # Everything but the hand's edge and the grain is computed at low resolution: the
+    # background level with its clouds; the skin level with texture, a lighting gradient,
+    # a darker rim along the outline and creases along the folded digits' outlines.
+    clouds, skin = _noise(gen, b, low).unbind(1)
+    ramp = centres / 128.0 - 0.5
+    level = _col(p["hand"]) + _col(p["texture"]) * skin
+    level += _col(p["light"] * torch.cos(p["light_dir"])) * ramp[None, None, :]
+    level += _col(p["light"] * torch.sin(p["light_dir"])) * ramp[None, :, None]
+    rim = (1.0 + hand / (3.0 * px)).clamp_(0.0, 1.0).square_()
+    crease = (1.0 - folded.abs_() / _col(p["crease_w"] * px)).clamp_(0.0, 1.0).square_()
+    crease *= (-0.5 - hand / px).clamp_(0.0, 1.0)
+    level -= _col(p["rim"]) * rim + _col(p["crease"]) * crease
     background = _col(p["bg"]) + _col(p["clouds"]) * clouds
-    image = background + alpha * (skin_level - background)
-    image += _col(p["grain"]) * torch.randn(b, size, size, generator=gen)
+    fields = torch.stack([hand, background, level], 1)
+    hand, background, level = F.interpolate(fields, size=(size, size), mode="bilinear").unbind(1)
+
+    # Full resolution: the hand's soft edge, and grain.
+    alpha = (0.5 - hand / _col(p["soft"] * px)).clamp_(0.0, 1.0)
+    image = background.add_(alpha.mul_(level.sub_(background)))
+    image.addcmul_(_col(p["grain"]), torch.randn(b, size, size, generator=gen))
     return image.round_().clamp_(0, 255).to(torch.uint8)

@@ -1,0 +1,251 @@
+"""The report: a tiny real sweep and its report.md, CSVs and figures; hand-made runs for the edge cases."""
+
+import csv
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import ROOT
+from PIL import Image
+
+from handgestures.report import SLIDES, build_report, main
+
+MODELS = ("carlosnet", "ivannet")
+DATASETS = ("base", "augmented")
+TINY_SWEEP = [
+    "epochs=1", "data.builtin_size=240", "data.eval_batch_size=64", "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+]  # fmt: skip
+BASE_COLUMNS = ["train/acc", "val/acc", "test/acc", "train/loss", "val/loss", "test/loss"]
+TABLE_COLUMNS = {
+    "base": BASE_COLUMNS,
+    "augmented": ["train_aug/acc", "val/acc", "test/acc", "train_aug/loss", "val/loss", "test/loss"],
+    "generalisation": ["train_aug/acc", "val_aug/acc", "test_aug/acc"],
+}
+SECTIONS = {"base": "Base dataset", "augmented": "Augmented dataset", "generalisation": "Generalisation"}
+
+
+def sweep_env(tmp_path_factory):
+    return {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
+
+
+def md_rows(report: str, heading: str) -> list[list[str]]:
+    """The cells of each row (header included) of the table in the ``## heading...`` section."""
+    body = next(s for s in re.split(r"^## ", report, flags=re.M) if s.startswith(heading))
+    return [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in body.splitlines()
+            if line.startswith("| ")]  # fmt: skip
+
+
+def md_table(report: str, heading: str) -> dict[str, list[str]]:
+    """The study table in that section: row label (unbolded) -> the other cells."""
+    return {cells[0].strip("*"): cells[1:] for cells in md_rows(report, heading)}
+
+
+def parse_value(cell: str) -> tuple[float, float | None]:
+    """'0.9300 ± 0.0361' -> (0.93, 0.0361); '0.93' -> (0.93, None)."""
+    mean, _, std = cell.strip("*").partition(" ± ")
+    return float(mean), float(std) if std else None
+
+
+def read_csv(path):
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def assert_valid_png(path):
+    assert path.is_file() and path.stat().st_size > 0, path
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width > 0 and img.height > 0
+
+
+# ---------------------------------------------------------------------------- a real tiny sweep
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Both networks on both variants, 1 epoch of 2 batches, then scripts/report.py on the sweep."""
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    cmd = [sys.executable, "train.py", "-m", "model=carlosnet,ivannet", "data=base,augmented", *TINY_SWEEP,
+           f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=sweep_env(tmp_path_factory))
+    seconds = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr[-3000:]
+    report_dir = sweep_dir / "report"
+    rep = subprocess.run([sys.executable, "scripts/report.py", str(sweep_dir), "--out", str(report_dir)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert rep.stdout.strip() == str(report_dir / "report.md")
+    return sweep_dir, report_dir, seconds
+
+
+def test_sweep_is_quick_and_names_folders_by_choice(sweep):
+    sweep_dir, _, seconds = sweep
+    assert seconds < 180, f"the tiny sweep took {seconds:.0f} s"  # about 35 s on 2 cores
+    folders = sorted(p.name for p in sweep_dir.iterdir() if (p / "metrics.json").is_file())
+    assert folders == sorted(f"{m}-{d}-seed0" for m in MODELS for d in DATASETS)
+    for name in folders:
+        metrics = json.loads((sweep_dir / name / "metrics.json").read_text())
+        assert f"{metrics['model']}-{metrics['data']}-seed{metrics['seed']}" == name
+        assert metrics["status"] == "done"
+
+
+def test_report_tables_match_metrics_json(sweep):
+    sweep_dir, report_dir, _ = sweep
+    report = (report_dir / "report.md").read_text()
+    runs = {(m, d): json.loads((sweep_dir / f"{m}-{d}-seed0" / "metrics.json").read_text()) for m in MODELS
+            for d in DATASETS}  # fmt: skip
+    labels = {"carlosnet": "CarlosNet", "ivannet": "IvanNet"}
+    for table, columns in TABLE_COLUMNS.items():
+        rows = md_table(report, SECTIONS[table])
+        csv_rows = read_csv(report_dir / f"table_{table}.csv")
+        for (model, data), run in runs.items():
+            if table == "generalisation":
+                label = f"{labels[model]}, {data}"
+            elif data == table:
+                label = labels[model]
+            else:
+                continue
+            cells = rows[label]
+            assert cells[0] == "n=1"
+            for cell, key in zip(cells[1:], columns, strict=True):
+                value, std = parse_value(cell)
+                assert std is None  # one seed: a plain value
+                assert value == pytest.approx(run["metrics"][key], rel=1e-3, abs=1e-4), (table, label, key)
+                (row,) = [r for r in csv_rows if r["row"] == label and r["metric"] == key]
+                assert float(row["mean"]) == pytest.approx(run["metrics"][key], abs=1e-12)
+                assert row["std"] == "" and row["n"] == "1"
+                assert float(row["slides"]) == SLIDES[table][label][columns.index(key)]
+            slides_cells = rows[f"{label}, slides"][1:]
+            assert [parse_value(c)[0] for c in slides_cells] == list(SLIDES[table][label])
+
+
+def test_report_mentions_slides_and_lists_runs(sweep):
+    sweep_dir, report_dir, _ = sweep
+    report = (report_dir / "report.md").read_text()
+    for value in ("0.9994", "2.8292e-05", "0.00955", "0.1972"):
+        assert value in report
+    assert "None: every run evaluated." in report
+    runs_csv = read_csv(report_dir / "runs.csv")
+    assert sorted((r["model"], r["data"], r["seed"], r["status"]) for r in runs_csv) == \
+        sorted((m, d, "0", "done") for m in MODELS for d in DATASETS)  # fmt: skip
+    for row in runs_csv:
+        metrics = json.loads((sweep_dir / f"{row['model']}-{row['data']}-seed0" / "metrics.json").read_text())
+        assert float(row["test/acc"]) == metrics["metrics"]["test/acc"]
+        assert float(row["fit_seconds"]) == metrics["fit_seconds"]
+    header, *per_run = md_rows(report, "Runs")
+    assert header[:4] == ["model", "data", "seed", "status"]
+    assert sorted(tuple(cells[:4]) for cells in per_run) == sorted((m, d, "0", "done") for m in MODELS
+                                                                   for d in DATASETS)  # fmt: skip
+    assert "Total job time" in report
+
+
+def test_figures_are_pngs_linked_from_the_report(sweep):
+    _, report_dir, _ = sweep
+    report = (report_dir / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", report)
+    for m in MODELS:
+        for d in DATASETS:
+            for kind in ("curves", "confusion-test"):
+                assert f"figures/{m}-{d}-seed0-{kind}.png" in links
+    for link in links:
+        assert_valid_png(report_dir / link)
+
+
+# ---------------------------------------------------------------------------- hand-made runs
+
+
+def write_run(folder, model, data, seed, status="done", test_acc=0.5, error=None, epochs=3):
+    folder.mkdir(parents=True)
+    if status in ("done", "trained"):
+        metrics = {"model": model, "data": data, "seed": seed, "status": status, "epochs_run": epochs,
+                   "best_checkpoint": None, "best_val_acc": 0.8, "fit_seconds": 12.5, "startup_seconds": 2.0,
+                   "train_images_per_second": 100.0}  # fmt: skip
+        if status == "done":
+            values = {k: test_acc + i / 100 for i, k in enumerate(BASE_COLUMNS)}
+            values.update({f"{s}_aug/{m}": test_acc / 2 for s in ("train", "val", "test") for m in ("acc", "loss")})
+            values["test/acc"] = test_acc
+            confusion = [[5 if i == j else 1 for j in range(6)] for i in range(6)]
+            metrics.update(metrics=values, confusion={"test": confusion}, eval_seconds=1.5, wall_seconds=16.0)
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    if error:
+        (folder / "failed.json").write_text(json.dumps({"error": error, "traceback": "Traceback ...\n"}))
+    if epochs:
+        lines = ["epoch,step,train/loss,val/loss,train/acc,val/acc,seconds"]
+        lines += [f"{e},{e * 10},{1 / e},{1.2 / e},{1 - 0.5 / e},{1 - 0.6 / e},1.0" for e in range(1, epochs + 1)]
+        (folder / "epochs.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def hand_made(tmp_path):
+    """carlosnet/base: 3 seeds; carlosnet/augmented: trained only; ivannet/base: failed; ivannet/augmented: none."""
+    runs = tmp_path / "runs"
+    for seed, acc in enumerate((0.90, 0.92, 0.97)):
+        write_run(runs / "sweep1" / f"carlosnet-base-seed{seed}", "carlosnet", "base", seed, test_acc=acc)
+    write_run(runs / "sweep1" / "carlosnet-augmented-seed0", "carlosnet", "augmented", 0, status="trained")
+    failed = runs / "sweep2" / "7"  # a folder named by job number: identity from Hydra's files
+    write_run(failed, "ivannet", "base", 4, status="failed", epochs=0,
+              error="FileNotFoundError: data.root '/gone' is not a folder\nsecond line")  # fmt: skip
+    (failed / ".hydra").mkdir()
+    (failed / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      model: ivannet\n"
+                                                  "      data: base\n")  # fmt: skip
+    (failed / ".hydra" / "config.yaml").write_text("seed: 4\nepochs: ${data.epochs}\n")
+    return runs
+
+
+def test_seeds_are_averaged_with_sample_std(hand_made, tmp_path):
+    report_path = build_report(hand_made, tmp_path / "out")
+    assert report_path == tmp_path / "out" / "report.md"
+    accs = [0.90, 0.92, 0.97]
+    mean, std = statistics.fmean(accs), statistics.stdev(accs)  # 0.93, 0.0361
+    rows = read_csv(tmp_path / "out" / "table_base.csv")
+    (cell,) = [r for r in rows if r["row"] == "CarlosNet" and r["metric"] == "test/acc"]
+    assert float(cell["mean"]) == pytest.approx(mean) and float(cell["std"]) == pytest.approx(std)
+    assert cell["n"] == "3" and float(cell["slides"]) == 0.9994
+    md = md_table(report_path.read_text(), "Base dataset")
+    assert md["CarlosNet"][0] == "n=3"
+    assert md["CarlosNet"][3] == "0.9300 ± 0.0361"
+    train_loss = [acc + 0.03 for acc in accs]
+    assert parse_value(md["CarlosNet"][4]) == pytest.approx((statistics.fmean(train_loss),
+                                                             statistics.stdev(train_loss)), abs=5e-4)  # fmt: skip
+    assert_valid_png(tmp_path / "out" / "figures" / "carlosnet-base-seeds.png")
+    for seed in range(3):
+        assert_valid_png(tmp_path / "out" / "figures" / f"carlosnet-base-seed{seed}-curves.png")
+        assert_valid_png(tmp_path / "out" / "figures" / f"carlosnet-base-seed{seed}-confusion-test.png")
+
+
+def test_failed_trained_and_missing_runs_are_marked(hand_made, tmp_path):
+    report = build_report(hand_made, tmp_path / "out").read_text()
+    assert "- missing: no run of IvanNet on augmented" in report
+    assert "- failed: ivannet-base-seed4 (7): FileNotFoundError: data.root '/gone' is not a folder\n" in report
+    assert "second line" not in report
+    assert "- not evaluated: carlosnet-augmented-seed0" in report
+    base, aug, gen = (md_table(report, SECTIONS[t]) for t in ("base", "augmented", "generalisation"))
+    assert base["IvanNet"][0] == "n=0; **1 failed**" and set(base["IvanNet"][1:]) == {"—"}
+    assert aug["IvanNet"][0] == "**MISSING** (no run)" and set(aug["IvanNet"][1:]) == {"—"}
+    assert aug["CarlosNet"][0] == "n=0; **1 not evaluated**" and set(aug["CarlosNet"][1:]) == {"—"}
+    assert gen["IvanNet, augmented"][0].startswith("**MISSING**")
+    assert gen["IvanNet, augmented, slides"][1:] == ["*0.9823*", "*0.9942*", "*0.9955*"]
+    runs = {(r["model"], r["data"], r["seed"]): r for r in read_csv(tmp_path / "out" / "runs.csv")}
+    assert runs[("ivannet", "base", "4")]["status"] == "failed"
+    assert runs[("ivannet", "base", "4")]["error"].startswith("FileNotFoundError")
+    assert runs[("carlosnet", "augmented", "0")]["status"] == "trained"
+    assert len(runs) == 5
+    gen_csv = [r for r in read_csv(tmp_path / "out" / "table_generalisation.csv") if r["row"] == "IvanNet, augmented"]
+    assert {r["n"] for r in gen_csv} == {"0"} and {r["mean"] for r in gen_csv} == {""}
+    assert {r["runs"] for r in gen_csv} == {"MISSING (no run)"}
+
+
+def test_main_defaults_to_the_runs_folder(hand_made, capsys):
+    assert main([str(hand_made)]) == 0
+    assert capsys.readouterr().out.strip() == str(hand_made / "report.md")
+    assert (hand_made / "runs.csv").is_file() and (hand_made / "figures").is_dir()
+    with pytest.raises(SystemExit):
+        main([str(hand_made / "nowhere")])
