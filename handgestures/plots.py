@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # no display needed, and no GUI backend is ever picked up
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,10 +39,11 @@ def curves_figure(rows: Sequence[Mapping[str, float]], title: str = "") -> plt.F
     """The study's learning curves: accuracy and loss per epoch, train vs val, side by side."""
     epochs = [int(r["epoch"]) for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
-    for ax, metric, label in zip(axes, ("acc", "loss"), ("accuracy", "loss")):
+    for ax, metric, label in zip(axes, ("acc", "loss"), ("accuracy", "loss"), strict=True):
         for split, style in (("train", "-o"), ("val", "-s")):
             ax.plot(epochs, [float(r[f"{split}/{metric}"]) for r in rows], style, ms=3, label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -230,9 +230,9 @@ def problems(runs: list[Run]) -> list[str]:
         elif run.status == "incomplete":
             lines.append(f"incomplete: {run.name} ({run.folder.name}) has no metrics.json (still running or killed)")
     seen: dict[tuple, int] = {}
-    for run in runs:
+    for run in (r for r in runs if r.status == "done"):
         seen[(run.model, run.data, run.seed)] = seen.get((run.model, run.data, run.seed), 0) + 1
-    lines += [f"duplicate: {m}-{d}-seed{s} appears {k} times, each counts as a seed" for (m, d, s), k in seen.items()
+    lines += [f"duplicate: {m}-{d}-seed{s} evaluated {k} times, each counts in the mean" for (m, d, s), k in seen.items()
               if k > 1]  # fmt: skip
     return lines
 
@@ -432,7 +432,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="handgestures-report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="handgestures-report", description="The study's tables, figures and CSVs from a folder of runs."
+    )
     parser.add_argument("dir", metavar="DIR", help="a folder of runs, e.g. outputs/sweeps/<time> or outputs")
     parser.add_argument("--out", help="where to write report.md, CSVs and figures/ (default: DIR)")
     args = parser.parse_args(argv)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +38,13 @@ class FirstStepTimer(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.first_step_at is None:
             self.first_step_at = time.perf_counter()
+
+
+def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
+    """Images seen in training (limit_train_batches honoured; the last batch may be partial)."""
+    n, batch = len(datamodule.splits["train"]), datamodule.batch_size
+    per_epoch = min(n, int(trainer.num_training_batches) * batch)
+    return per_epoch * trainer.current_epoch
 
 
 def build_datamodule(data_cfg: DictConfig) -> FingersDataModule:
@@ -87,6 +93,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     started_at = started_at or time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "failed.json").unlink(missing_ok=True)  # left by an earlier failed attempt here
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     info = run_name(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -118,9 +125,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         "best_val_acc": float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
-        "train_images_per_second": round(
-            len(datamodule.splits["train"]) * trainer.current_epoch / fit_seconds, 1
-        ) if trainer.current_epoch else None,
+        "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
     }  # fmt: skip
     write_json(out_dir / "metrics.json", result)
 

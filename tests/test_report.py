@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import ROOT
@@ -27,6 +28,7 @@ TABLE_COLUMNS = {
     "augmented": ["train_aug/acc", "val/acc", "test/acc", "train_aug/loss", "val/loss", "test/loss"],
     "generalisation": ["train_aug/acc", "val_aug/acc", "test_aug/acc"],
 }
+RUN_FOLDER = re.compile(r"^([a-z]+-[a-z]+-seed\d+)(-job\d+)?$")  # conf/hydra/default.yaml's sweep subdir
 SECTIONS = {"base": "Base dataset", "augmented": "Augmented dataset", "generalisation": "Generalisation"}
 
 
@@ -89,19 +91,20 @@ def sweep(tmp_path_factory):
 def test_sweep_is_quick_and_names_folders_by_choice(sweep):
     sweep_dir, _, seconds = sweep
     assert seconds < 180, f"the tiny sweep took {seconds:.0f} s"  # about 35 s on 2 cores
-    folders = sorted(p.name for p in sweep_dir.iterdir() if (p / "metrics.json").is_file())
-    assert folders == sorted(f"{m}-{d}-seed0" for m in MODELS for d in DATASETS)
-    for name in folders:
-        metrics = json.loads((sweep_dir / name / "metrics.json").read_text())
-        assert f"{metrics['model']}-{metrics['data']}-seed{metrics['seed']}" == name
+    folders = [p for p in sweep_dir.iterdir() if (p / "metrics.json").is_file()]
+    names = sorted(RUN_FOLDER.match(p.name)[1] for p in folders)  # a "-job<N>" suffix is allowed
+    assert names == sorted(f"{m}-{d}-seed0" for m in MODELS for d in DATASETS)
+    for folder in folders:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert RUN_FOLDER.match(folder.name)[1] == f"{metrics['model']}-{metrics['data']}-seed{metrics['seed']}"
         assert metrics["status"] == "done"
 
 
 def test_report_tables_match_metrics_json(sweep):
     sweep_dir, report_dir, _ = sweep
     report = (report_dir / "report.md").read_text()
-    runs = {(m, d): json.loads((sweep_dir / f"{m}-{d}-seed0" / "metrics.json").read_text()) for m in MODELS
-            for d in DATASETS}  # fmt: skip
+    runs = {(r["model"], r["data"]): r for r in map(json.loads, map(Path.read_text, sweep_dir.glob("*/metrics.json")))}
+    assert len(runs) == 4
     labels = {"carlosnet": "CarlosNet", "ivannet": "IvanNet"}
     for table, columns in TABLE_COLUMNS.items():
         rows = md_table(report, SECTIONS[table])
@@ -137,7 +140,8 @@ def test_report_mentions_slides_and_lists_runs(sweep):
     assert sorted((r["model"], r["data"], r["seed"], r["status"]) for r in runs_csv) == \
         sorted((m, d, "0", "done") for m in MODELS for d in DATASETS)  # fmt: skip
     for row in runs_csv:
-        metrics = json.loads((sweep_dir / f"{row['model']}-{row['data']}-seed0" / "metrics.json").read_text())
+        metrics = json.loads((Path(row["folder"]) / "metrics.json").read_text())
+        assert (metrics["model"], metrics["data"], metrics["seed"]) == (row["model"], row["data"], 0)
         assert float(row["test/acc"]) == metrics["metrics"]["test/acc"]
         assert float(row["fit_seconds"]) == metrics["fit_seconds"]
     header, *per_run = md_rows(report, "Runs")

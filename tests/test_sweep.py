@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ TINY_SWEEP = [
     "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
 ]  # fmt: skip
 MISSING = "/nonexistent/folder"
+RUN_FOLDER = re.compile(r"^([a-z]+-[a-z]+-seed\d+)(-job\d+)?$")  # conf/hydra/default.yaml's sweep subdir
 
 
 def multirun(args, sweep_dir, tmp_path_factory):
@@ -91,8 +93,9 @@ def test_study_experiment_sweeps_model_data_and_3_seeds():
                       return_hydra_config=True)  # fmt: skip
     params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
     assert params == {"model": ["carlosnet", "ivannet"], "data": ["base", "augmented"], "seed": ["0", "1", "2"]}
+    cfg.hydra.job.num = 5  # set by the sweeper in a real multirun
     HydraConfig.instance().set_config(cfg)
-    assert cfg.hydra.sweep.subdir == "ivannet-augmented-seed2"
+    assert RUN_FOLDER.match(cfg.hydra.sweep.subdir)[1] == "ivannet-augmented-seed2"
 
 
 def test_study_sweep_runs_12_jobs_named_by_their_choices(tmp_path_factory, tmp_path):
@@ -103,10 +106,10 @@ def test_study_sweep_runs_12_jobs_named_by_their_choices(tmp_path_factory, tmp_p
     assert out.returncode == 0, out.stderr[-3000:]
     expected = {f"{m}-{d}-seed{s}" for m in ("carlosnet", "ivannet") for d in ("base", "augmented") for s in (0, 1, 2)}
     folders = job_folders(sweep_dir)
-    assert {f.name for f in folders} == expected
+    assert sorted(RUN_FOLDER.match(f.name)[1] for f in folders) == sorted(expected)  # a "-job<N>" suffix is allowed
     for folder in folders:
         overrides = set(OmegaConf.load(folder / ".hydra" / "overrides.yaml"))
-        model, data, seed = folder.name.split("-")
+        model, data, seed = RUN_FOLDER.match(folder.name)[1].split("-")
         assert {f"model={model}", f"data={data}", f"seed={seed.removeprefix('seed')}"} <= overrides
         assert (folder / "failed.json").is_file() and not (folder / "metrics.json").exists()
     report = build_report(sweep_dir, tmp_path).read_text()
