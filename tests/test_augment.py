@@ -100,6 +100,8 @@ def test_golden_single(variant, case, image):
 def test_golden_one_batched_call(variant, image):
     """All cases in ONE call: different parameters per sample of a batch."""
     cases = [c for c, spec in _cases().items() if image in spec["images"]]
+    if image == "sq128":
+        cases = cases * 2  # 50 images: more than one CPU chunk of 32 x 128 x 128
     x = _image(image).expand(len(cases), -1, -1, -1) / 255
     out = apply_keras_transform(x, _params(cases), semantics=variant)
     assert out.shape == x.shape
@@ -388,6 +390,19 @@ def test_identity_is_exact_copy():
     alone = apply_keras_transform(x[[1, 3]], {k: v[[1, 3]] for k, v in mixed.items()},
                                   fill_mode="constant", cval=0.5)
     assert torch.allclose(out[[1, 3]], alone, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("fill_mode", ["nearest", "constant"])
+def test_cpu_chunking_is_exact(monkeypatch, fill_mode):
+    """Warping in cache-sized chunks gives bit-identical results to one pass."""
+    import handgestures.data.augment as augment
+
+    x = _rand_images(10, 2, 16, 12)
+    params = sample_keras_params(10, (16, 12), **PROJECT_CFG, generator=torch.Generator().manual_seed(4))
+    monkeypatch.setattr(augment, "_CPU_CHUNK_PIXELS", 1 << 30)
+    whole = apply_keras_transform(x, params, fill_mode=fill_mode, cval=0.3)
+    monkeypatch.setattr(augment, "_CPU_CHUNK_PIXELS", 3 * 16 * 12)
+    assert torch.equal(apply_keras_transform(x, params, fill_mode=fill_mode, cval=0.3), whole)
 
 
 def test_params_as_python_numbers():

@@ -28,9 +28,11 @@ Conventions
     (x, y), a Keras quirk that only matters for non-square images and is kept.
 
 * Resampling is SciPy ``affine_transform(order=1)``: a pull mapping with bilinear
-  interpolation, done here with ``F.affine_grid`` + ``F.grid_sample(
-  align_corners=True)``. ``fill_mode="nearest"`` (Keras' default, edge
-  replication) is ``padding_mode="border"``. ``fill_mode="constant"`` follows
+  interpolation, done here with ``F.grid_sample(align_corners=True)`` on the grid of
+  ``F.affine_grid(align_corners=True)`` (built by a faster equivalent, see
+  ``_grid``; on CPU the batch is warped in cache-sized chunks).
+  ``fill_mode="nearest"`` (Keras' default, edge replication) is
+  ``padding_mode="border"``. ``fill_mode="constant"`` follows
   SciPy >= 1.6 ``mode="constant"`` (the goldens' SciPy 1.17): a sample whose
   source coordinate lies outside ``[0, n-1]`` on either axis is ``cval``, every
   other sample is interpolated from in-range pixels only (no blending towards
@@ -79,6 +81,8 @@ _SEMANTICS = {"keras2": "keras2", "kp112": "keras2", "keras3": "keras3", "k3": "
 _FILL_MODES = ("nearest", "constant")
 # Normalised-coordinate slack for the constant-fill inside test (about 6e-4 px at 128).
 _INSIDE_EPS = 1e-5
+# CPU warps run in chunks of this many output pixels (grid + images stay in cache).
+_CPU_CHUNK_PIXELS = 1 << 19
 
 
 def _canonical_semantics(semantics: Any) -> str:
@@ -220,13 +224,42 @@ def _flip_copy(images: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
     return torch.where(fv, out.flip(-2), out)
 
 
-def _warp(images: torch.Tensor, mat: torch.Tensor, fill_mode: str, cval: float) -> torch.Tensor:
-    grid = F.affine_grid(mat.to(device=images.device, dtype=images.dtype), list(images.shape), align_corners=True)
+def _grid(mat: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(mat, align_corners=True)``, about 6x faster on CPU.
+
+    ``affine_grid`` fills an (N, H, W, 3) base grid and multiplies it by ``mat`` with a
+    K=3 ``bmm``, which costs more than the ``grid_sample`` that follows. Here each
+    (x, y) pair is one complex number, so the grid is a single broadcast add of two
+    outer products with long vectorised inner loops (a float (N, H, W, 2) broadcast
+    has inner loops of length 2). Same values up to float rounding (1 ulp).
+    """
+    n = mat.shape[0]
+    cols = torch.view_as_complex(mat.transpose(1, 2).contiguous()).view(n, 3, 1, 1)  # x + i·y coefficients
+    xs = torch.linspace(-1.0, 1.0, width, dtype=mat.dtype, device=mat.device).view(1, 1, width)
+    ys = torch.linspace(-1.0, 1.0, height, dtype=mat.dtype, device=mat.device).view(1, height, 1)
+    return torch.view_as_real(xs * cols[:, 0] + (ys * cols[:, 1] + cols[:, 2]))
+
+
+def _warp_chunk(images: torch.Tensor, mat: torch.Tensor, fill_mode: str, cval: float) -> torch.Tensor:
+    grid = _grid(mat, images.shape[-2], images.shape[-1])
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
     if fill_mode == "constant":
-        inside = (grid.abs() <= 1.0 + _INSIDE_EPS).all(-1).unsqueeze(1)
-        out = out.masked_fill(~inside, cval)
+        outside = grid.abs().amax(-1) > 1.0 + _INSIDE_EPS  # (N, H, W): source off [0, n-1]
+        out.masked_fill_(outside.unsqueeze(1), cval)
     return out
+
+
+def _warp(images: torch.Tensor, mat: torch.Tensor, fill_mode: str, cval: float) -> torch.Tensor:
+    mat = mat.to(device=images.device, dtype=images.dtype)
+    n, _, height, width = images.shape
+    # On CPU, warp a few images at a time (about 32 of 128x128) so that the grid, the
+    # input and the output stay in cache: 2-3x faster than one pass at batch 256.
+    step = n if images.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (height * width))
+    if step >= n:
+        return _warp_chunk(images, mat, fill_mode, cval)
+    return torch.cat([
+        _warp_chunk(images[i:i + step], mat[i:i + step], fill_mode, cval) for i in range(0, n, step)
+    ])
 
 
 def apply_keras_transform(
@@ -333,21 +366,23 @@ def _parse_zoom(value: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def _draw_shift(mode: tuple[str, Any], u: torch.Tensor, u_sign: torch.Tensor, size: int) -> torch.Tensor:
+def _shift_bounds(mode: tuple[str, Any], size: int) -> tuple[float, float]:
+    """(low, width) of a continuous shift, in pixels; (0, 0) for the discrete modes."""
     kind, value = mode
-    if kind == "int":  # np.random.choice(n) * np.random.choice([-1, 1])
-        if value == 0:
-            return torch.zeros_like(u)
-        idx = torch.floor(u * value).clamp_(max=value - 1)
-        return idx * torch.where(u_sign < 0.5, -1.0, 1.0)
-    if kind == "uniform":
-        if value == 0:
-            return torch.zeros_like(u)
-        out = (2.0 * u - 1.0) * value
-        return out * size if value < 1 else out
+    if kind != "uniform":
+        return 0.0, 0.0
+    pixels = value * size if value < 1 else value
+    return -pixels, 2.0 * pixels
+
+
+def _draw_discrete_shift(mode: tuple[str, Any], u: torch.Tensor, u_sign: torch.Tensor, size: int) -> torch.Tensor:
+    """Keras' ``choice(...) * choice([-1, 1])`` shifts (an int n or a sequence of values)."""
+    kind, value = mode
+    sign = torch.where(u_sign < 0.5, -1.0, 1.0)
+    if kind == "int":  # np.random.choice(n) = choice(arange(n)); pixels
+        return torch.floor(u * value).clamp_(max=value - 1) * sign
     values = torch.tensor(value, dtype=torch.float64)
-    idx = torch.floor(u * len(value)).long().clamp_(max=len(value) - 1)
-    out = values[idx] * torch.where(u_sign < 0.5, -1.0, 1.0)
+    out = values[torch.floor(u * len(value)).long().clamp_(max=len(value) - 1)] * sign
     return out * size if max(value) < 1 else out
 
 
@@ -403,19 +438,18 @@ def sample_keras_params(
     ty_mode = _parse_shift("width_shift_range", width_shift_range)
     zlo, zhi = _parse_zoom(zoom_range)
 
+    # rows: theta, tx, tx sign, ty, ty sign, shear, zx, zy, flip h, flip v
     u = torch.rand(10, int(n), dtype=torch.float64, generator=generator)
-    theta = (2.0 * u[0] - 1.0) * rot
-    tx = _draw_shift(tx_mode, u[1], u[2], height)
-    ty = _draw_shift(ty_mode, u[3], u[4], width)
-    shear = (2.0 * u[5] - 1.0) * shear_r
-    if zlo == 1.0 and zhi == 1.0:
-        zx = zy = torch.ones_like(u[6])
-    else:
-        zx, zy = zlo + (zhi - zlo) * u[6:8]
-    cont = torch.stack((theta, tx, ty, shear, zx, zy))
-    flips = u[8:10] < 0.5
-    flips[0] &= bool(horizontal_flip)
-    flips[1] &= bool(vertical_flip)
+    (tx_lo, tx_w), (ty_lo, ty_w) = _shift_bounds(tx_mode, height), _shift_bounds(ty_mode, width)
+    low = torch.tensor([-rot, tx_lo, ty_lo, -shear_r, zlo, zlo], dtype=torch.float64)
+    width_ = torch.tensor([2 * rot, tx_w, ty_w, 2 * shear_r, zhi - zlo, zhi - zlo], dtype=torch.float64)
+    # U[low, low + width): a zero width gives exactly low (0 for angles and shifts, 1 for zoom)
+    cont = torch.addcmul(low[:, None], width_[:, None], u[[0, 1, 3, 5, 6, 7]])
+    if tx_mode[0] != "uniform" and tx_mode[1]:
+        cont[1] = _draw_discrete_shift(tx_mode, u[1], u[2], height)
+    if ty_mode[0] != "uniform" and ty_mode[1]:
+        cont[2] = _draw_discrete_shift(ty_mode, u[3], u[4], width)
+    flips = (u[8:10] < 0.5) & torch.tensor([[bool(horizontal_flip)], [bool(vertical_flip)]])
     if device is not None:
         cont, flips = cont.to(device), flips.to(device)
     out = dict(zip(_WARP_NAMES, cont.unbind(0), strict=True))

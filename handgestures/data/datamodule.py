@@ -186,10 +186,10 @@ class FingersDataModule(L.LightningDataModule):
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         """Fresh Keras parameters for every image of ``images``, then one batched warp."""
+        # drawn on the CPU (the same numbers on any device); the warp moves what it needs
         params = sample_keras_params(
-            len(images), image_size=tuple(images.shape[-2:]), generator=self._aug_generator,
-            device=images.device, **self.keras_params,
-        )  # fmt: skip
+            len(images), image_size=tuple(images.shape[-2:]), generator=self._aug_generator, **self.keras_params
+        )
         return apply_keras_transform(images, params, **self.warp_options)
 
     def state_dict(self) -> dict[str, Any]:
