@@ -88,6 +88,29 @@ def hparams_of(cfg: DictConfig, info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def build_run(
+    cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()
+) -> tuple[FingersDataModule, HandGestureClassifier, L.Trainer]:
+    """Seeds, then builds the datamodule, the module and the trainer of one run from ``cfg``.
+
+    ``train`` uses it, and so does ``scripts/benchmark.py`` (with timing callbacks added),
+    so the benchmark measures exactly the objects a run trains with.
+    """
+    L.seed_everything(int(cfg.seed), workers=True)
+    datamodule = build_datamodule(cfg.data)
+    net = instantiate(cfg.model)
+    module = HandGestureClassifier(
+        net, optimizer=instantiate(cfg.optimizer), num_classes=int(cfg.model.get("num_classes", 6)),
+        eval_names=datamodule.eval_names, channels_last=bool(cfg.channels_last),
+    )  # fmt: skip
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
+    if cfg.trainer.get("enable_progress_bar") is False:  # the flag wins over a configured bar
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    return datamodule, module, trainer
+
+
 def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     """Train, checkpoint, cross-evaluate the best checkpoint; returns the final metrics."""
     started_at = started_at or time.perf_counter()
@@ -96,21 +119,9 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     (out_dir / "failed.json").unlink(missing_ok=True)  # left by an earlier failed attempt here
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     info = run_name(cfg)
-    L.seed_everything(int(cfg.seed), workers=True)
-
-    datamodule = build_datamodule(cfg.data)
-    net = instantiate(cfg.model)
+    datamodule, module, trainer = build_run(cfg)
+    timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
-    module = HandGestureClassifier(
-        net, optimizer=instantiate(cfg.optimizer), num_classes=int(cfg.model.get("num_classes", 6)),
-        eval_names=eval_names, channels_last=bool(cfg.channels_last),
-    )  # fmt: skip
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    timer = FirstStepTimer()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [timer]
-    if cfg.trainer.get("enable_progress_bar") is False:  # the flag wins over a configured bar
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     fit_start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
