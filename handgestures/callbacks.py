@@ -98,7 +98,8 @@ class AugmentationGrid(L.Callback):
         dm = trainer.datamodule
         if writer is None or dm is None or not getattr(dm, "keras_params", None) or not trainer.is_global_zero:
             return
-        images = dm.splits["train"].images[: self.num_images].float() / 255.0
+        train = dm.splits["train"]
+        images = train.data.images[train.indices[: self.num_images]].float() / 255.0
         transform = KerasRandomAffine(
             **dm.keras_params, **dm.warp_options, generator=torch.Generator().manual_seed(self.seed)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -36,4 +37,6 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
         )
         log.error("job %s failed (%s); the sweep goes on. Details: %s", out_dir.name, err, out_dir / "failed.json")
         return math.nan
+    finally:
+        gc.collect()  # a sweep runs its jobs in one process: free this job's data before the next
     return metrics.get(OPTIMIZED_METRIC, math.nan)

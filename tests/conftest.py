@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,5 +34,5 @@ def write_fingers_folder(root: Path, per_stratum: int = 12, size: int = 128, see
                 img[0, 0] = fingers * 40 + (hand == "R")
                 folder = root / subdirs[i % len(subdirs)]
                 folder.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(img).save(folder / f"{i:04d}{os.urandom(2).hex()}_{fingers}{hand}.png")
+                Image.fromarray(img).save(folder / f"{i:04d}s{seed}_{fingers}{hand}.png")
     return root

@@ -38,20 +38,28 @@ KERAS_PARAM_NAMES = (
 class IndexedImages(Dataset):
     """Images of one split, fetched a whole batch of indices at a time.
 
-    ``views`` optionally holds fixed per-image augmentation parameters (an augmented view).
+    It holds the dataset's uint8 tensor by reference and the split's indices, so all splits
+    and augmented views share the one copy of the pixels. ``views`` optionally holds fixed
+    per-image augmentation parameters (an augmented view), aligned with ``indices``.
     """
 
     def __init__(self, data: ImageSet, indices: torch.Tensor, views: dict[str, torch.Tensor] | None = None):
-        self.images = data.images[indices]  # one uint8 copy of this split, made once
+        self.data = data
+        self.indices = indices
         self.labels = data.labels[indices]
         self.views = views
 
+    @property
+    def images(self) -> torch.Tensor:
+        """This split's images (a gathered copy: for inspection, not for the training loop)."""
+        return self.data.images[self.indices]
+
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.indices)
 
     def __getitem__(self, batch: list[int]) -> dict[str, Any]:
         idx = torch.as_tensor(batch)
-        item = {"image": self.images[idx], "label": self.labels[idx]}
+        item = {"image": self.data.images[self.indices[idx]], "label": self.labels[idx]}
         if self.views is not None:
             item["view"] = {k: v[idx] for k, v in self.views.items()}
         return item
