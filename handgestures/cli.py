@@ -19,6 +19,7 @@ from handgestures.train import train
 log = logging.getLogger(__name__)
 
 OPTIMIZED_METRIC = "val/acc"
+_jobs_run = 0  # a multirun sweep calls run_job once per job, in one process
 
 
 def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
@@ -26,8 +27,12 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     hydra_cfg = HydraConfig.get()
     with open_dict(cfg):
         cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
+    global _jobs_run
+    # the process start only counts for the first job; later jobs of a sweep start now
+    start = started_at if started_at is not None and _jobs_run == 0 else time.perf_counter()
+    _jobs_run += 1
     try:
-        metrics = train(cfg, started_at or time.perf_counter())
+        metrics = train(cfg, start)
     except Exception as err:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise
