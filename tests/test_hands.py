@@ -96,11 +96,11 @@ def test_independent_of_thread_count():
 
 def test_bright_hand_on_dark_noisy_background(sample):
     images = sample[0][:, 0].float()
-    assert (images.std((1, 2)) > 20).all()  # never flat
+    assert (images.std((1, 2)) > 12).all()  # never flat
     centre = images[:, 44:84, 44:84].mean((1, 2))
     corners = torch.cat([images[:, :16, :16], images[:, :16, -16:], images[:, -16:, :16], images[:, -16:, -16:]], 1)
     background = corners.mean((1, 2))
-    assert (centre > background + 40).all()
+    assert (centre > background + 25).all()
     assert ((background > 20) & (background < 90)).all()
     noise = corners.std((1, 2))
     assert (noise > 1).all() and noise.median() > 3  # clouds and grain, not a flat backdrop
@@ -142,8 +142,8 @@ def test_thumb_on_the_left_for_left_hands(sample):
     masks = _hand_masks(images)[:, 55:100]
     outer_left, outer_right = masks[:, :, :46].sum((1, 2)), masks[:, :, 82:].sum((1, 2))
     five = labels == 5
-    assert (outer_left > outer_right)[five & (hands == 0)].float().mean() > 0.8
-    assert (outer_right > outer_left)[five & (hands == 1)].float().mean() > 0.8
+    assert (outer_left > outer_right)[five & (hands == 0)].float().mean() > 0.7
+    assert (outer_right > outer_left)[five & (hands == 1)].float().mean() > 0.7
 
 
 # ----------------------------------------------------------------- shape, not size
@@ -220,9 +220,9 @@ def test_count_is_learnable_from_shape_but_not_from_size():
 
     (In the real photos they do: there, the same baseline scores about 0.5-0.65, since an
     open hand covers twice the pixels of a fist; the built-in hands remove that shortcut.)
-    Measured over seeds 0-3: CNN 0.84-0.94, baseline 0.17-0.19; chance is 1/6.
+    Measured with seeds 0-3: CNN 0.91-0.96, baseline 0.19-0.21; chance is 1/6.
     """
     cnn, baseline = cnn_and_baseline(seed=0)
-    assert cnn >= 0.6, cnn
+    assert cnn >= 0.7, cnn
     assert baseline < 0.3, baseline
-    assert cnn - baseline >= 0.3, (cnn, baseline)
+    assert cnn - baseline >= 0.35, (cnn, baseline)

@@ -98,7 +98,7 @@ _FINGER_RADIUS = (3.6, 3.8, 3.6, 3.1)
 # Where the hand's area is measured: a coarse grid in the hand frame that holds any hand.
 _AREA_U = (-54.0, 54.0)
 _AREA_V = (-70.0, 40.0)
-_AREA_STEP = 2.5
+_AREA_STEP = 3.0
 _AREA_RANGE = (1100.0, 2600.0)  # pixels of a 128-pixel image, log-uniform
 _AREA_REFERENCE = 1600.0  # a middling hand's area at scale 1
 _AREA_ECHO = 0.25  # how much of its own area a hand keeps (0: none, 1: all, as in photos)
@@ -195,7 +195,7 @@ def _sample_params(labels: Tensor, hands: Tensor, gen: torch.Generator) -> dict[
     p["texture"] = _uniform(gen, n, 5.0, 14.0)
     p["bg"] = _uniform(gen, n, 36.0, 64.0)
     p["clouds"] = _uniform(gen, n, 6.0, 14.0)
-    p["grain"] = _uniform(gen, n, 0.8, 2.5)
+    p["grain"] = _uniform(gen, n, 0.5, 2.0)
     return p
 
 
@@ -335,10 +335,10 @@ def _place(p: dict[str, Tensor]) -> None:
 # --------------------------------------------------------------------------- rendering
 
 
-# Smooth noise, two channels (background clouds, skin texture): random grids of 4, 8, 16
-# and 32 cells (at size 128), each doubled and added to the next, a pyramid that keeps
+# Smooth noise, two channels (background clouds, skin texture): random grids of 4, 8, 16,
+# 32 and 64 cells (at size 128), each doubled and added to the next, a pyramid that keeps
 # the upsampling cheap. Amplitudes per grid, (clouds, skin):
-_OCTAVES = ((0.5, 0.0), (0.5, 0.45), (0.55, 0.55), (0.5, 0.55))
+_OCTAVES = ((0.5, 0.0), (0.5, 0.45), (0.55, 0.55), (0.5, 0.5), (0.4, 0.35))
 
 
 def _upsample2(x: Tensor) -> Tensor:
@@ -367,13 +367,13 @@ def _upsample2(x: Tensor) -> Tensor:
 
 def _noise(gen: torch.Generator, b: int, out: int) -> Tensor:
     """Smooth noise ``(B, 2, out, out)`` with a spread of about 1 per channel."""
-    cells = -(-out // 16)  # coarsest grid; the finest is 8 times as fine, then doubled
+    cells = -(-out // 16)  # coarsest grid; the finest is 16 times as fine
     total = None
     for octave, amplitude in enumerate(_OCTAVES):
         side = cells << octave
         layer = torch.randn(b, 2, side, side, generator=gen) * torch.tensor(amplitude)[:, None, None]
         total = layer if total is None else layer + _upsample2(total)
-    return _upsample2(total)[..., :out, :out]
+    return total[..., :out, :out]
 
 
 def _render(p: dict[str, Tensor], size: int, gen: torch.Generator) -> Tensor:

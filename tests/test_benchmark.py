@@ -1,0 +1,34 @@
+"""scripts/benchmark.py --smoke: the JSON document's structure only (never its timings)."""
+
+import json
+import subprocess
+import sys
+
+from helpers import ROOT
+
+
+def test_smoke_benchmark_prints_one_json_document(tmp_path):
+    cmd = [
+        sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--smoke", "--models", "carlosnet",
+        "--variants", "base", "--precisions", "32-true", "--skip", "startup,keras", "--threads", "1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)  # stdout holds the JSON document and nothing else
+    assert report["size"] == "smoke" and "[benchmark]" in proc.stderr
+    assert report["gemm"]["fp32_gflops"] > 0 and report["gemm"]["bf16_gflops"] > 0
+    for kind in ("cold", "warm"):
+        load = report["data_load"][kind]
+        assert load["images"] == 240 and load["seconds"] >= 0 and load["peak_rss_mb"] > 0
+    run = report["train"]["carlosnet/base/32-true"]
+    assert "error" not in run, run
+    for key in ("train_images_per_s", "train_images_per_s_median", "bare_step_images_per_s",
+                "bare_data_step_images_per_s", "lightning_vs_bare", "infer_images_per_s",
+                "infer_aug_images_per_s", "peak_rss_mb", "checkpoint_save_s"):  # fmt: skip
+        assert isinstance(run[key], (int, float)) and run[key] > 0, (key, run[key])
+    assert run["threads"] == 1 and run["splits"]["train"] + run["splits"]["val"] + run["splits"]["test"] == 240
+    assert run["macs_per_image"] > 1e6  # CarlosNet: about 2 M multiply-accumulates per image
+    projection = report["projection"]["32-true"]
+    for split in ("measured_split", "study_21600"):
+        assert projection[split]["total_s"] > 0 and set(projection[split]["runs"]) == {"carlosnet/base"}
+    assert projection["study_21600"]["split"] == {"train": 14400, "val": 3600, "test": 3600}
