@@ -57,7 +57,7 @@ def test_rescaled_once_and_plain_outside_training(tmp_path):
     assert x.max() <= 1 and torch.equal(y, batch["label"])
     xt, _ = transfer(dm, batch, training=True)
     assert not torch.allclose(xt, x)  # augmented in training
-    assert 0 <= xt.min() and xt.max() <= 1  # still on the [0, 1] scale: no second rescale
+    assert xt.min() >= 0 and xt.max() <= 1  # still on the [0, 1] scale: no second rescale
 
 
 def test_base_variant_never_augments_training(tmp_path):
