@@ -94,3 +94,20 @@ def test_same_seed_same_weights():
     torch.manual_seed(3)
     b = CarlosNet().state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_module_optimizer_and_predict_step():
+    from functools import partial
+
+    from handgestures.module import HandGestureClassifier
+
+    module = HandGestureClassifier(CarlosNet(), optimizer=partial(torch.optim.SGD, lr=0.02, momentum=0.5))
+    opt = module.configure_optimizers()
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["lr"] == 0.02 and opt.defaults["momentum"] == 0.5
+    default = HandGestureClassifier(CarlosNet()).configure_optimizers()
+    assert default.defaults["lr"] == 0.01 and default.defaults["momentum"] == 0.0  # Keras 'sgd'
+    x = torch.rand(4, 1, 128, 128)
+    probs = module.predict_step((x, torch.zeros(4, dtype=torch.long)), 0)
+    assert probs.shape == (4, 6) and torch.allclose(probs.sum(-1), torch.ones(4))
+    assert torch.allclose(probs, module.net(x).softmax(-1), atol=1e-6)
