@@ -7,9 +7,11 @@ written after training (status ``trained``) and rewritten after the cross-evalua
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,37 @@ class FirstStepTimer(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.first_step_at is None:
             self.first_step_at = time.perf_counter()
+
+
+# glibc malloc: allocations up to 32 MiB come from the heap, and up to 1 GiB of freed heap
+# stays mapped instead of going back to the kernel.
+MALLOC_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
+MALLOC_TRIM_THRESHOLD = 2**30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Stop glibc from returning the activations' memory to the kernel after every step.
+
+    PyTorch's CPU tensors come from ``malloc``. With glibc's defaults, the megabyte-sized
+    activations of a step are ``mmap``-ed and unmapped, or trimmed off the heap top, at every
+    step, and the next step page-faults the same memory in again: about 8,000 page faults
+    per CarlosNet fp32 step and 87,000 per IvanNet fp32 step on this study. Keeping the
+    memory makes steps 1.1-1.9x faster (CarlosNet fp32 base 21 -> 13 ms, augmented 30 -> 16
+    ms; IvanNet fp32 434 -> 330 ms, bf16 134 -> 118 ms), and the numbers are unchanged. The
+    resident memory then stays near its peak, which it reaches at every step anyway. A no-op
+    (returns False) where the C library has no ``mallopt``.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1
+    ok = mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1 and ok
+    return ok
 
 
 def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
@@ -96,6 +129,8 @@ def build_run(
     ``train`` uses it, and so does ``scripts/benchmark.py`` (with timing callbacks added),
     so the benchmark measures exactly the objects a run trains with.
     """
+    if not keep_freed_memory():
+        log.debug("mallopt unavailable: the C library's default memory trimming stays")
     L.seed_everything(int(cfg.seed), workers=True)
     datamodule = build_datamodule(cfg.data)
     net = instantiate(cfg.model)
