@@ -6,6 +6,8 @@ import sys
 
 from helpers import ROOT
 
+from handgestures.train import resolve_precision
+
 
 def test_smoke_benchmark_prints_one_json_document(tmp_path):
     cmd = [
@@ -32,3 +34,7 @@ def test_smoke_benchmark_prints_one_json_document(tmp_path):
     for split in ("measured_split", "study_21600"):
         assert projection[split]["total_s"] > 0 and set(projection[split]["runs"]) == {"carlosnet/base"}
     assert projection["study_21600"]["split"] == {"train": 14400, "val": 3600, "test": 3600}
+    resolved = resolve_precision("auto")
+    assert report["projection"]["default_precision"] == {"configured": "auto", "resolved": resolved}
+    # the default's projection is given when its precision was measured (only 32-true here)
+    assert ("default" in report["projection"]) == (resolved == "32-true")

@@ -2,13 +2,15 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, compose_train
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from handgestures.train import build_datamodule
+import handgestures.train as train_module
+from handgestures.train import build_datamodule, resolve_config_precision, resolve_precision
 
 
 @pytest.mark.parametrize("model", ["carlosnet", "ivannet"])
@@ -26,6 +28,8 @@ def test_all_four_combinations_compose(model, data, tmp_path):
         "zoom_range": 0.2, "horizontal_flip": True, "vertical_flip": True,
     }  # fmt: skip
     assert dm.warp_options["semantics"] == "keras2" and dm.warp_options["fill_mode"] == "nearest"
+    assert cfg.trainer.precision == "auto"
+    assert resolve_config_precision(cfg) == cfg.trainer.precision in ("bf16-mixed", "32-true")
     trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert trainer.max_epochs == cfg.trainer.max_epochs
 
@@ -62,3 +66,32 @@ def test_trainer_group_lists_every_trainer_argument(tmp_path):
     cfg = compose_train([], tmp_path)
     expected = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "model_registry"}
     assert expected <= set(cfg.trainer), f"missing Trainer arguments: {sorted(expected - set(cfg.trainer))}"
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "cuda", "mps", "bf16", "expected"),
+    [
+        ("auto", False, False, {"cpu": True}, "bf16-mixed"),      # AVX-512 BF16 / AMX CPU
+        ("auto", False, False, {"cpu": False}, "32-true"),        # a CPU that would emulate bf16
+        ("cpu", True, False, {"cpu": True, "cuda": False}, "bf16-mixed"),  # CPU asked for: the GPU does not matter
+        ("auto", True, False, {"cpu": False, "cuda": True}, "bf16-mixed"),  # Ampere or newer
+        ("gpu", True, False, {"cpu": True, "cuda": False}, "32-true"),      # older GPU: no emulated bf16
+        ("auto", False, True, {"cpu": True}, "32-true"),          # Apple MPS
+        ("mps", False, True, {"cpu": True}, "32-true"),
+    ],
+)  # fmt: skip
+def test_auto_precision_follows_the_hardware(monkeypatch, accelerator, cuda, mps, bf16, expected):
+    monkeypatch.setattr(train_module.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(train_module.torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: bf16[device])
+    assert resolve_precision("auto", accelerator) == expected
+    for explicit in ("32-true", "bf16-mixed", "16-mixed"):  # anything else is passed through untouched
+        assert resolve_precision(explicit, accelerator) == explicit
+
+
+def test_native_bf16_probe_matches_the_cpu_flags():
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("needs /proc/cpuinfo")
+    flags = cpuinfo.read_text().split()
+    assert train_module.native_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)

@@ -9,7 +9,7 @@ import pytest
 from helpers import ROOT, TINY, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from handgestures.train import train
+from handgestures.train import resolve_precision, train
 
 EVAL_SETS = ["train", "val", "test", "train_aug", "val_aug", "test_aug"]
 
@@ -52,7 +52,9 @@ def test_metrics_json_holds_the_best_checkpoint_results(learned_run):
     assert sum(confusion[i][i] for i in range(6)) / n_test == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert (out / "checkpoints" / "last.ckpt").is_file()
     assert any(p.name.startswith("best-") for p in (out / "checkpoints").iterdir())
-    assert (out / "config.yaml").is_file()
+    # the default precision "auto" became the hardware's choice, recorded in both files
+    assert saved["precision"] == resolve_precision("auto") != "auto"
+    assert f"precision: {saved['precision']}" in (out / "config.yaml").read_text()
 
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path):
@@ -92,5 +94,6 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
     ).session_start_info
     assert start.hparams["model"].string_value == "carlosnet" and start.hparams["data"].string_value == "augmented"
     assert start.hparams["epochs"].number_value == 2
+    assert start.hparams["precision"].string_value == metrics["precision"] == resolve_precision("auto")
     assert "hp_metric" not in tags["scalars"]
     assert (run_dir / ".hydra" / "config.yaml").is_file()
