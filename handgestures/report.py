@@ -99,6 +99,17 @@ class Run:
     def metrics(self) -> dict[str, float]:
         return self.info.get("metrics", {}) if self.status == "done" else {}
 
+    @property
+    def precision(self) -> str | None:
+        """The Trainer precision the run used: metrics.json's, else its saved config's."""
+        if self.info.get("precision"):
+            return str(self.info["precision"])
+        for config in (self.folder / "config.yaml", self.folder / ".hydra" / "config.yaml"):
+            if config.is_file():
+                value = OmegaConf.select(OmegaConf.load(config), "trainer.precision")
+                return None if value is None else str(value)
+        return None
+
 
 def find_run_folders(runs_dir: Path) -> list[Path]:
     found = set()
@@ -283,11 +294,12 @@ def runs_table_md(runs: list[Run], out_dir: Path) -> str:
         labels = {"done": "done", "failed": f"**failed**: {run.error}", "trained": "**trained** (not evaluated)"}
         status = labels.get(run.status, f"**{run.status}**")
         link = os.path.relpath(run.folder, out_dir)
-        rows.append([run.model, run.data, str(run.seed), status, str(run.info.get("epochs_run", "—")),
+        rows.append([run.model, run.data, str(run.seed), status, run.precision or "—",
+                     str(run.info.get("epochs_run", "—")),
                      fmt(run.info.get("best_val_acc")), fmt(run.metrics.get("test/acc")),
                      fmt_seconds(run.info.get("fit_seconds")), fmt(run.info.get("train_images_per_second"), "n"),
                      f"[{run.folder.name}]({link})"])  # fmt: skip
-    headers = ["model", "data", "seed", "status", "epochs", "best val acc", "test acc", "fit time", "images/s",
+    headers = ["model", "data", "seed", "status", "precision", "epochs", "best val acc", "test acc", "fit time", "images/s",
                "folder"]  # fmt: skip
     return markdown_table(headers, rows)
 
@@ -358,7 +370,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    row = {"folder": str(run.folder), "model": run.model, "data": run.data, "seed": run.seed, "status": run.status}
+    row = {"folder": str(run.folder), "model": run.model, "data": run.data, "seed": run.seed, "status": run.status,
+           "precision": run.precision}  # fmt: skip
     row.update({k: run.info.get(k) for k in RUN_FIELDS})
     return {**row, **run.info.get("metrics", {}), "error": run.error}
 

@@ -22,11 +22,11 @@ def trainable(m: nn.Module) -> int:
 
 
 def layer_shapes(net: nn.Module) -> list[tuple[int, ...]]:
-    """Output shape after each convolution+ReLU and each pool, in order."""
+    """Output shape after each convolution and each pool, in order."""
     shapes, x = [], torch.zeros(2, 1, 128, 128)
     for layer in net.features:
         x = layer(x)
-        if isinstance(layer, (nn.ReLU, nn.MaxPool2d)):
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
             shapes.append(tuple(x.shape[1:]))
     return shapes
 
@@ -62,8 +62,38 @@ def test_relu_follows_every_conv_and_hidden_dense():
         mods = list(net.features) + list(net.classifier)
         for i, m in enumerate(mods):
             if isinstance(m, nn.Conv2d) or (isinstance(m, nn.Linear) and m is not mods[-1]):
-                assert isinstance(mods[i + 1], nn.ReLU), f"{type(net).__name__} layer {i} lacks a ReLU"
+                # a ReLU next, or a max-pool and then a ReLU (the same function, see below)
+                after = mods[i + 1 : i + 3]
+                ok = isinstance(after[0], nn.ReLU) or (
+                    isinstance(after[0], nn.MaxPool2d) and isinstance(after[1], nn.ReLU)
+                )
+                assert ok, f"{type(net).__name__} layer {i} lacks a ReLU"
         assert isinstance(mods[-1], nn.Linear)  # logits out: softmax lives in the loss / predict_proba
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_carlosnet_pool_then_relu_is_the_keras_order_bit_for_bit(bf16):
+    """CarlosNet pools before its ReLUs; Keras' conv -> ReLU -> pool must give the same numbers."""
+    torch.manual_seed(0)
+    net = CarlosNet()
+    f = net.features
+    assert [type(m) for m in f[:3]] == [nn.Conv2d, nn.MaxPool2d, nn.ReLU]
+    keras_order = nn.Sequential(f[0], f[2], f[1], f[3], f[5], f[4], f[6], f[8], f[7], *net.classifier)
+    x = torch.rand(8, 1, 128, 128) - 0.5
+    x[:4, :, :64] = 0.25  # flat regions: ties inside the pooling windows
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.arange(8) % 6
+    grads = []
+    for model in (net, keras_order):
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        torch.nn.functional.cross_entropy(logits.float(), y).backward()
+        grads.append((logits.detach().clone(), [p.grad.clone() for p in net.parameters()]))
+    (ours, ours_grads), (keras, keras_grads) = grads
+    assert torch.equal(ours, keras)
+    assert all(torch.equal(a, b) for a, b in zip(ours_grads, keras_grads))
+    assert any(g.abs().sum() > 0 for g in ours_grads)  # gradients did flow
 
 
 @pytest.mark.parametrize("cls", [CarlosNet, IvanNet])

@@ -15,6 +15,7 @@ from helpers import ROOT
 from PIL import Image
 
 from handgestures.report import SLIDES, build_report, main
+from handgestures.train import resolve_precision
 
 MODELS = ("carlosnet", "ivannet")
 DATASETS = ("base", "augmented")
@@ -144,10 +145,11 @@ def test_report_mentions_slides_and_lists_runs(sweep):
         assert (metrics["model"], metrics["data"], metrics["seed"]) == (row["model"], row["data"], 0)
         assert float(row["test/acc"]) == metrics["metrics"]["test/acc"]
         assert float(row["fit_seconds"]) == metrics["fit_seconds"]
+        assert row["precision"] == metrics["precision"] == resolve_precision("auto")
     header, *per_run = md_rows(report, "Runs")
-    assert header[:4] == ["model", "data", "seed", "status"]
-    assert sorted(tuple(cells[:4]) for cells in per_run) == sorted((m, d, "0", "done") for m in MODELS
-                                                                   for d in DATASETS)  # fmt: skip
+    assert header[:5] == ["model", "data", "seed", "status", "precision"]
+    assert sorted(tuple(cells[:5]) for cells in per_run) == sorted((m, d, "0", "done", resolve_precision("auto"))
+                                                                   for m in MODELS for d in DATASETS)  # fmt: skip
     assert "Total job time" in report
 
 
@@ -200,7 +202,7 @@ def hand_made(tmp_path):
     (failed / ".hydra").mkdir()
     (failed / ".hydra" / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      model: ivannet\n"
                                                   "      data: base\n")  # fmt: skip
-    (failed / ".hydra" / "config.yaml").write_text("seed: 4\nepochs: ${data.epochs}\n")
+    (failed / ".hydra" / "config.yaml").write_text("seed: 4\nepochs: ${data.epochs}\ntrainer:\n  precision: 32-true\n")
     return runs
 
 
@@ -240,6 +242,8 @@ def test_failed_trained_and_missing_runs_are_marked(hand_made, tmp_path):
     runs = {(r["model"], r["data"], r["seed"]): r for r in read_csv(tmp_path / "out" / "runs.csv")}
     assert runs[("ivannet", "base", "4")]["status"] == "failed"
     assert runs[("ivannet", "base", "4")]["error"].startswith("FileNotFoundError")
+    assert runs[("ivannet", "base", "4")]["precision"] == "32-true"  # no metrics.json: from the saved config
+    assert runs[("carlosnet", "base", "0")]["precision"] == ""  # neither file says
     assert runs[("carlosnet", "augmented", "0")]["status"] == "trained"
     assert len(runs) == 5
     gen_csv = [r for r in read_csv(tmp_path / "out" / "table_generalisation.csv") if r["row"] == "IvanNet, augmented"]
