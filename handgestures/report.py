@@ -18,6 +18,7 @@ import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ class Run:
     def metrics(self) -> dict[str, float]:
         return self.info.get("metrics", {}) if self.status == "done" else {}
 
-    @property
+    @cached_property
     def precision(self) -> str | None:
         """The Trainer precision the run used: metrics.json's, else its saved config's."""
         if self.info.get("precision"):

@@ -95,7 +95,8 @@ def resolve_precision(precision: Any, accelerator: Any = "auto") -> str:
     ``"auto"`` (the default) is ``bf16-mixed`` on hardware with native bf16 and ``32-true``
     elsewhere (MPS, older GPUs, CPUs without AVX-512 BF16/AMX). bf16-mixed costs no accuracy
     on this study (the README's fp32/bf16 table, CarlosNet on the real images, base and
-    augmented) and trains 1.1-1.2x (CarlosNet) and 3x (IvanNet) faster on an AVX-512 BF16 CPU.
+    augmented). On this project's AVX-512 BF16 CPU it trains IvanNet about 3x faster and
+    CarlosNet 0.98-1.1x as fast as fp32 (``scripts/benchmark.py``, two sittings).
     """
     precision = str(precision)
     if precision != AUTO_PRECISION:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
 
 from handgestures.train import resolve_precision
@@ -38,3 +39,20 @@ def test_smoke_benchmark_prints_one_json_document(tmp_path):
     assert report["projection"]["default_precision"] == {"configured": "auto", "resolved": resolved}
     # the default's projection is given when its precision was measured (only 32-true here)
     assert ("default" in report["projection"]) == (resolved == "32-true")
+
+
+def test_carlosnet_benchmark_prints_one_json_document():
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench_carlosnet.py"), "--steps", "2", "--rounds", "1",
+           "--repeats", "1", "--threads", "1"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["threads"] == 1 and report["batch"] == 32
+    for layout in ("channels_last", "nchw"):
+        for dtype in ("fp32", "bf16"):
+            case = report["layer_order"][f"{layout}/{dtype}"]
+            ratio = case["pool_first_images_per_s"] / case["keras_order_images_per_s"]
+            assert case["pool_first_over_keras_order"] == pytest.approx(ratio, abs=1e-3)
+        for dtype in ("float32", "bfloat16"):
+            for layer in ("conv1", "pool1", "conv2", "pool2", "conv3"):
+                assert report["layers_ms"][f"{layout}/{dtype}/{layer}"] > 0
