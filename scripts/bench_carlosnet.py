@@ -1,4 +1,4 @@
-"""Where a CarlosNet training step spends its time, and what pooling before ReLU saves.
+"""Where a CarlosNet training step spends its time, and what the fused first block and pooling before ReLU save.
 
 Prints one JSON object on stdout (logs on stderr), all on batches of 32 images, 128x128:
 
@@ -7,6 +7,9 @@ Prints one JSON object on stdout (logs on stderr), all on batches of 32 images, 
   (conv -> ReLU -> pool, the same weights), for fp32 and bf16 autocast, channels_last and
   NCHW. The two orders are timed in alternation, ``--rounds`` times, and the median
   counts, so machine drift hits both alike; ``pool_first_over_keras_order`` is the ratio.
+* ``fused_first_block``: the same, CarlosNet with its first block computed by
+  :func:`handgestures.models.fused.conv_maxpool2d` (the default) against ``conv2d`` +
+  ``max_pool2d``; ``fused_over_unfused`` is the ratio.
 * ``layers_ms``: forward+backward milliseconds of each convolution and of the first two
   max-pools alone, in both layouts and both dtypes (median of ``--repeats`` timings).
 
@@ -71,25 +74,39 @@ def step_fn(model: nn.Module, channels_last: bool, bf16: bool) -> Callable[[], N
     return step
 
 
-def layer_order(steps: int, rounds: int) -> dict[str, dict[str, float]]:
+def alternate(models: dict[str, Callable[[], nn.Module]], steps: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Images/s of each model's training step, timed in alternation; medians and ratio."""
     out = {}
+    first, second = models
     for channels_last in (True, False):
         for bf16 in (False, True):
             key = f"{'channels_last' if channels_last else 'nchw'}/{'bf16' if bf16 else 'fp32'}"
-            rates: dict[str, list[float]] = {"pool_first": [], "keras_order": []}
+            rates: dict[str, list[float]] = {name: [] for name in models}
             for _ in range(rounds):
-                for name in rates:
+                for name, build in models.items():
                     torch.manual_seed(0)
-                    net = CarlosNet()
-                    model = net if name == "pool_first" else keras_order(net)
-                    rates[name].append(BATCH / seconds_per_call(step_fn(model, channels_last, bf16), steps))
+                    rates[name].append(BATCH / seconds_per_call(step_fn(build(), channels_last, bf16), steps))
             med = {f"{k}_images_per_s": round(statistics.median(v), 1) for k, v in rates.items()}
-            med["pool_first_over_keras_order"] = round(
-                med["pool_first_images_per_s"] / med["keras_order_images_per_s"], 3
-            )
+            med[f"{first}_over_{second}"] = round(med[f"{first}_images_per_s"] / med[f"{second}_images_per_s"], 3)
             out[key] = med
             log(key, med)
     return out
+
+
+def layer_order(steps: int, rounds: int) -> dict[str, dict[str, float]]:
+    """The project's conv -> pool -> ReLU against Keras' conv -> ReLU -> pool (unfused)."""
+    return alternate({
+        "pool_first": lambda: CarlosNet(fused=False),
+        "keras_order": lambda: keras_order(CarlosNet(fused=False)),
+    }, steps, rounds)
+
+
+def fused_first_block(steps: int, rounds: int) -> dict[str, dict[str, float]]:
+    """The first block as one matrix product (``conv_maxpool2d``) against conv2d + max_pool2d."""
+    return alternate({
+        "fused": lambda: CarlosNet(fused=True),
+        "unfused": lambda: CarlosNet(fused=False),
+    }, steps, rounds)
 
 
 def layers_ms(repeats: int, calls: int) -> dict[str, float]:
@@ -135,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "threads": torch.get_num_threads(),
         "batch": BATCH,
+        "fused_first_block": fused_first_block(args.steps, args.rounds),
         "layer_order": layer_order(args.steps, args.rounds),
         "layers_ms": layers_ms(args.repeats, max(20, args.steps // 2)),
     }

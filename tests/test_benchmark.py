@@ -50,9 +50,11 @@ def test_carlosnet_benchmark_prints_one_json_document():
     assert report["threads"] == 1 and report["batch"] == 32
     for layout in ("channels_last", "nchw"):
         for dtype in ("fp32", "bf16"):
-            case = report["layer_order"][f"{layout}/{dtype}"]
-            ratio = case["pool_first_images_per_s"] / case["keras_order_images_per_s"]
-            assert case["pool_first_over_keras_order"] == pytest.approx(ratio, abs=1e-3)
+            for section, first, second in (("layer_order", "pool_first", "keras_order"),
+                                           ("fused_first_block", "fused", "unfused")):  # fmt: skip
+                case = report[section][f"{layout}/{dtype}"]
+                ratio = case[f"{first}_images_per_s"] / case[f"{second}_images_per_s"]
+                assert case[f"{first}_over_{second}"] == pytest.approx(ratio, abs=1e-3)
         for dtype in ("float32", "bfloat16"):
             for layer in ("conv1", "pool1", "conv2", "pool2", "conv3"):
                 assert report["layers_ms"][f"{layout}/{dtype}/{layer}"] > 0

@@ -73,9 +73,12 @@ def test_relu_follows_every_conv_and_hidden_dense():
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_carlosnet_pool_then_relu_is_the_keras_order_bit_for_bit(bf16):
-    """CarlosNet pools before its ReLUs; Keras' conv -> ReLU -> pool must give the same numbers."""
+    """CarlosNet pools before its ReLUs; Keras' conv -> ReLU -> pool must give the same numbers.
+
+    (Layer by layer: the fused first block, the same function, is tests/test_fused.py's.)
+    """
     torch.manual_seed(0)
-    net = CarlosNet()
+    net = CarlosNet(fused=False)
     f = net.features
     assert [type(m) for m in f[:3]] == [nn.Conv2d, nn.MaxPool2d, nn.ReLU]
     keras_order = nn.Sequential(f[0], f[2], f[1], f[3], f[5], f[4], f[6], f[8], f[7], *net.classifier)
