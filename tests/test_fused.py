@@ -82,6 +82,8 @@ def test_layout_nan_and_bad_input():
         assert out.is_contiguous(memory_format=fmt)
         torch.testing.assert_close(out, reference(x, weight, bias, 3), equal_nan=True)
     assert out[0, :, 0:2, 0:2].isnan().all() and not out[1].isnan().any()  # a NaN poisons its windows only
+    view = torch.rand(3, 2, 24, 25)[1:, 1:, 2:, 1:]  # offset, non-contiguous: strides are honoured
+    torch.testing.assert_close(conv_maxpool2d(view, weight, bias, 3), reference(view, weight, bias, 3))
     with pytest.raises(ValueError, match="no gradient to its input"):
         conv_maxpool2d(x.requires_grad_(), weight, bias, 3)
     with pytest.raises(ValueError, match="too small"):
@@ -124,6 +126,9 @@ def test_carlosnet_falls_back_for_hooks_and_input_gradients():
     handle.remove()
     assert seen == [torch.Size([2, 4, 126, 126])]  # the hooked conv did run, whole
     assert net._fused_path(x) and not net._fused_path(x.clone().requires_grad_())
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    assert not net._fused_path(x)  # a global hook must see every layer run
+    handle.remove()
     assert not CarlosNet(fused=False)._fused_path(x)
     # a saliency map: the input gets its gradient, as from the unfused network
     plain = CarlosNet(fused=False)

@@ -8,6 +8,8 @@ from torch import nn
 from handgestures.models.fused import conv_maxpool2d
 from handgestures.models.keras_init import keras_init_
 
+_HOOK_KINDS = ("forward_hooks", "forward_pre_hooks", "backward_hooks", "backward_pre_hooks")
+
 
 class CarlosNet(nn.Module):
     """Three valid convolutions with aggressive pooling, then one dense softmax layer.
@@ -64,13 +66,10 @@ class CarlosNet(nn.Module):
         """
         if not self.fused or x.device.type != "cpu" or x.requires_grad:
             return False
-        hooked = (
-            nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
-            or nn.modules.module._global_backward_hooks or nn.modules.module._global_backward_pre_hooks
-        )
+        module_globals = vars(nn.modules.module)
+        hooked = any(module_globals.get(f"_global_{kind}") for kind in _HOOK_KINDS)
         return not hooked and not any(
-            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-            for m in (self, self.features, *self.features[:3])
+            getattr(m, f"_{kind}", None) for m in (self, self.features, *self.features[:3]) for kind in _HOOK_KINDS
         )
 
     @torch.no_grad()

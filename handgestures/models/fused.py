@@ -21,7 +21,7 @@ is only for inputs that do not require one (the caller falls back otherwise).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 _BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _weight_index(c_out: int, c_in: int, k: int, p: int) -> torch.Tensor:
     """Where each entry of the window weight matrix comes from in the flattened kernel.
 
@@ -73,6 +73,15 @@ class _MaxOverRows(torch.autograd.Function):
         return out.scatter_(0, index, grad.view(bits)).view(ctx.dtype)
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast gives matrix products on ``device_type`` now; None when it is off."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 def conv_maxpool2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -97,8 +106,7 @@ def conv_maxpool2d(
     out_h, out_w = (height - k + 1) // pool, (width - k + 1) // pool
     if out_h < 1 or out_w < 1:
         raise ValueError(f"input {height}x{width} is too small for a {k}x{k} convolution and {pool}x{pool} pooling")
-    device_type = x.device.type
-    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    dtype = _autocast_dtype(x.device.type) or x.dtype
     x = x.to(dtype)
     index = _weight_index(c_out, c_in, k, pool).to(x.device)
     kernel = torch.cat([weight.reshape(-1), weight.new_zeros(1)])[index].to(dtype)
