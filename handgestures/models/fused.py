@@ -56,6 +56,7 @@ class _MaxOverRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        y = y.contiguous()
         rows, m = y.shape
         # (1, M, P, 1) with channels-last strides is the same memory: max_pool2d then reduces
         # over P for M contiguous channels at once.
@@ -68,7 +69,7 @@ class _MaxOverRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         (index,) = ctx.saved_tensors
-        grad = grad.to(ctx.dtype).view(1, -1)
+        grad = grad.to(ctx.dtype).reshape(1, -1).contiguous()
         # scatter_ on bf16/fp16 takes a slow copying path; the same bits as integers do not.
         bits = _BITS[grad.element_size()]
         out = torch.zeros((ctx.rows, grad.shape[1]), dtype=bits, device=grad.device)
