@@ -95,8 +95,9 @@ def resolve_precision(precision: Any, accelerator: Any = "auto") -> str:
     ``"auto"`` (the default) is ``bf16-mixed`` on hardware with native bf16 and ``32-true``
     elsewhere (MPS, older GPUs, CPUs without AVX-512 BF16/AMX). bf16-mixed costs no accuracy
     on this study (the README's fp32/bf16 table, CarlosNet on the real images, base and
-    augmented). On this project's AVX-512 BF16 CPU it trains IvanNet about 3x faster and
-    CarlosNet 0.98-1.1x as fast as fp32 (``scripts/benchmark.py``, two sittings).
+    augmented). On this project's AVX-512 BF16 CPU it trains IvanNet about 3x faster and,
+    with CarlosNet's fused first block, CarlosNet 1.0-1.3x as fast as fp32 (the README's
+    Performance table, three sittings of ``scripts/benchmark.py``).
     """
     precision = str(precision)
     if precision != AUTO_PRECISION:

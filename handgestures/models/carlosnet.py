@@ -22,7 +22,7 @@ class CarlosNet(nn.Module):
     Max-pooling commutes with ReLU (a monotone function, and the pooled maximum is the same
     element either way), so outputs and gradients are the same bit for bit
     (tests/test_models.py checks it against the Keras order), while ReLU and its backward
-    touch 4-9x fewer values: channels_last training steps are 1.08-1.11x faster in fp32 and
+    touch 4-9x fewer values: channels_last training steps are 1.08-1.15x faster in fp32 and
     about 1.03x in bf16 (``scripts/bench_carlosnet.py``). The layer indices,
     hence checkpoint keys, are those of the Keras order (ReLU and pooling hold no weights).
 

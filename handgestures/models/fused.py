@@ -123,4 +123,3 @@ def conv_maxpool2d(
     if bias is not None:
         pooled = pooled + bias.to(dtype).view(1, c_out, 1, 1)
     return pooled.contiguous(memory_format=memory_format)
-
