@@ -102,7 +102,7 @@ def layer_order(steps: int, rounds: int) -> dict[str, dict[str, float]]:
 
 
 def fused_first_block(steps: int, rounds: int) -> dict[str, dict[str, float]]:
-    """The first block as one matrix product (``conv_maxpool2d``) against conv2d + max_pool2d."""
+    """The first block as one batched matrix product (``conv_maxpool2d``) against conv2d + max_pool2d."""
     return alternate({
         "fused": lambda: CarlosNet(fused=True),
         "unfused": lambda: CarlosNet(fused=False),

@@ -23,15 +23,15 @@ class CarlosNet(nn.Module):
     element either way), so outputs and gradients are the same bit for bit
     (tests/test_models.py checks it against the Keras order), while ReLU and its backward
     touch 4-9x fewer values: channels_last training steps are 1.08-1.15x faster in fp32 and
-    about 1.03x in bf16 (``scripts/bench_carlosnet.py``). The layer indices,
+    1.02-1.03x in bf16 (``scripts/bench_carlosnet.py``). The layer indices,
     hence checkpoint keys, are those of the Keras order (ReLU and pooling hold no weights).
 
     With ``fused=True`` (the default) the first convolution and its max-pool run on the CPU
-    as one matrix product (:func:`handgestures.models.fused.conv_maxpool2d`): the same
-    function, up to the order of float additions, with MaxPool2d's tie-breaking (tested in
-    tests/test_fused.py). Whole training steps (``scripts/bench_carlosnet.py``) are 1.43x as
-    fast in bf16 channels_last (the default on a CPU with native bf16), 1.01x in fp32
-    channels_last, 1.45-1.52x in NCHW. The layers run one by one instead off the CPU, when
+    as one batched matrix product (:func:`handgestures.models.fused.conv_maxpool2d`): the
+    same function, up to the order of float additions, with MaxPool2d's tie-breaking (tested
+    in tests/test_fused.py). Whole training steps (``scripts/bench_carlosnet.py``) are 1.66x
+    as fast in bf16 channels_last (the default on a CPU with native bf16), 1.14x in fp32
+    channels_last, 1.64-1.72x in NCHW. The layers run one by one instead off the CPU, when
     the input needs a gradient (saliency maps), and when a hook watches the block.
 
     >>> CarlosNet()(torch.zeros(2, 1, 128, 128)).shape

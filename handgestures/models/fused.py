@@ -1,4 +1,4 @@
-"""A valid convolution followed by non-overlapping max-pooling, as one matrix product.
+"""A valid convolution followed by non-overlapping max-pooling, as one batched matrix product.
 
 CarlosNet's first block (a 3x3 convolution from 1 to 4 channels on 128x128 images, then a
 3x3/3 max-pool) is a poor fit for oneDNN's convolution and pooling kernels: with one input
@@ -8,17 +8,24 @@ ms in fp32 and 3.2 + 5.4 ms in bf16, most of a 10 ms training step.
 :func:`conv_maxpool2d` computes the same thing differently:
 
 1. every pooling window's input patch (``k + p - 1`` pixels square) is copied out once, into
-   a ``(C_in * (k+p-1)^2, B * H_out * W_out)`` matrix;
-2. one matrix product with a weight matrix that holds the kernel at each of the ``p * p``
-   positions of the window gives all convolution outputs, grouped by window position;
-3. a max over those ``p * p`` rows (``max_pool2d`` on a channels-last view, so the
-   reduction runs across millions of contiguous "channels" and vectorises) pools them;
+   a ``(B, C_in * (k+p-1)^2, H_out * W_out)`` tensor;
+2. one batched matrix product with a weight matrix that holds the kernel at each of the
+   ``p * p`` positions of the window gives all convolution outputs of an image, grouped by
+   window position;
+3. a max over those ``p * p`` groups (``max_pool2d`` on a channels-last view, so the
+   reduction runs across thousands of contiguous "channels" per image, vectorises, and
+   splits the batch between threads) pools them;
 4. the bias is added after the max (``max(s_i) + b == max(s_i + b)``: rounding is monotone).
+
+Keeping the batch outermost matters: the same computation as one unbatched product, with
+the batch inside the columns, left the max on one thread and the weight gradient as one
+product with a 56,448-long inner dimension; the batched form makes whole CarlosNet training
+steps 1.17-1.19x faster (fp32 and bf16, channels_last).
 
 Tie-breaking is MaxPool2d's: the first maximum in row-major window order wins and receives
 the gradient. The backward pass scatters the pooled gradient to the winning positions and
-computes the weight gradient with one matrix product; the input gets no gradient, so the op
-is only for inputs that do not require one (the caller falls back otherwise).
+computes the weight gradient with one batched matrix product; the input gets no gradient, so
+the op is only for inputs that do not require one (the caller falls back otherwise).
 """
 
 from __future__ import annotations
@@ -52,28 +59,29 @@ def _weight_index(c_out: int, c_in: int, k: int, p: int) -> torch.Tensor:
 
 
 class _MaxOverRows(torch.autograd.Function):
-    """``y.max(0)`` for ``y`` of shape ``(P, M)``, first maximum wins (MaxPool2d's rule)."""
+    """``y.max(1)`` for ``y`` of shape ``(B, P, M)``, first maximum wins (MaxPool2d's rule)."""
 
     @staticmethod
     def forward(ctx, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         y = y.contiguous()
-        rows, m = y.shape
-        # (1, M, P, 1) with channels-last strides is the same memory: max_pool2d then reduces
-        # over P for M contiguous channels at once.
-        view = y.as_strided((1, m, rows, 1), (rows * m, 1, m, m))
+        batch, rows, m = y.shape
+        # (B, M, P, 1) with channels-last strides is the same memory: max_pool2d then reduces
+        # over P for M contiguous channels at once, and splits the batch between threads.
+        view = y.as_strided((batch, m, rows, 1), (rows * m, 1, m, m))
         values, index = F.max_pool2d(view, (rows, 1), return_indices=True)
-        ctx.save_for_backward(index.view(1, m))
+        ctx.save_for_backward(index.view(batch, 1, m))
         ctx.rows, ctx.dtype = rows, y.dtype
-        return values.view(m)
+        return values.view(batch, m)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         (index,) = ctx.saved_tensors
-        grad = grad.to(ctx.dtype).reshape(1, -1).contiguous()
+        batch, _, m = index.shape
+        grad = grad.to(ctx.dtype).reshape(batch, 1, m).contiguous()
         # scatter_ on bf16/fp16 takes a slow copying path; the same bits as integers do not.
         bits = _BITS[grad.element_size()]
-        out = torch.zeros((ctx.rows, grad.shape[1]), dtype=bits, device=grad.device)
-        return out.scatter_(0, index, grad.view(bits)).view(ctx.dtype)
+        out = torch.zeros((batch, ctx.rows, m), dtype=bits, device=grad.device)
+        return out.scatter_(1, index, grad.view(bits)).view(ctx.dtype)
 
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -116,10 +124,13 @@ def conv_maxpool2d(
 
     sb, sc, sh, sw = x.stride()
     patches = x.as_strided(
-        (c_in, win, win, batch, out_h, out_w), (sc, sh, sw, sb, pool * sh, pool * sw)
-    ).reshape(c_in * win * win, batch * out_h * out_w)
-    conv = torch.mm(kernel, patches)  # (pool^2 * c_out, B * out_h * out_w), window position outermost
-    pooled = _MaxOverRows.apply(conv.view(pool * pool, -1)).view(c_out, batch, out_h, out_w).transpose(0, 1)
+        (batch, c_in, win, win, out_h, out_w), (sb, sc, sh, sw, pool * sh, pool * sw)
+    ).reshape(batch, c_in * win * win, out_h * out_w)
+    # (B, pool^2 * c_out, out_h * out_w), window position outermost in each image: a batched
+    # product (its weight gradient is one too, summed over the batch). torch.matmul would
+    # fold the batch into one product instead, and copy its input, output and gradient.
+    conv = torch.bmm(kernel.expand(batch, -1, -1), patches)
+    pooled = _MaxOverRows.apply(conv.view(batch, pool * pool, -1)).view(batch, c_out, out_h, out_w)
     if bias is not None:
         pooled = pooled + bias.to(dtype).view(1, c_out, 1, 1)
     return pooled.contiguous(memory_format=memory_format)
