@@ -97,3 +97,13 @@ def test_bad_configuration_is_named(tmp_path):
         FingersDataModule(augmentation={"rotaton_range": 90})
     with pytest.raises(ValueError, match="augment_train"):
         FingersDataModule(augment_train=True)
+
+
+def test_batches_stay_in_place_on_the_cpu_and_move_elsewhere(tmp_path):
+    dm = make(tmp_path, augmentation=AUG)
+    batch = next(iter(dm.test_dataloader()[3]))  # an augmented view: a nested dict of tensors
+    assert dm.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved["image"].device.type == "meta" and moved["label"].device.type == "meta"
+    assert set(moved["view"]) == set(batch["view"]) and all(v.device.type == "meta" for v in moved["view"].values())
+    assert moved["image"].shape == batch["image"].shape

@@ -186,6 +186,13 @@ class FingersDataModule(L.LightningDataModule):
         return self._loader(self.splits["test"], self.eval_batch_size, shuffle=False)
 
     # ---- on the device ----------------------------------------------------------------
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # batches are gathered from CPU tensors: on the CPU there is nothing to move, and
+        # Lightning's walk over the nested dict costs about 0.1 ms a step (1-2% of CarlosNet's)
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         images = batch["image"].float().mul_(1.0 / 255.0)  # the one and only rescale
         if "view" in batch:
