@@ -96,8 +96,8 @@ def resolve_precision(precision: Any, accelerator: Any = "auto") -> str:
     elsewhere (MPS, older GPUs, CPUs without AVX-512 BF16/AMX). bf16-mixed costs no accuracy
     on this study (the README's fp32/bf16 table, CarlosNet on the real images, base and
     augmented). On this project's AVX-512 BF16 CPU it trains IvanNet about 3x faster and,
-    with CarlosNet's fused first block, CarlosNet 1.0-1.3x as fast as fp32 (the README's
-    Performance table, three sittings of ``scripts/benchmark.py``).
+    with CarlosNet's fused first block, CarlosNet 1.1-1.4x as fast as fp32 (the README's
+    Performance table, two sittings of ``scripts/benchmark.py``).
     """
     precision = str(precision)
     if precision != AUTO_PRECISION:
