@@ -1,4 +1,4 @@
-"""conv_maxpool2d (CarlosNet's first block as one matrix product) against conv2d + max_pool2d."""
+"""conv_maxpool2d (CarlosNet's first block as one batched matrix product) against conv2d + max_pool2d."""
 
 import pytest
 import torch
@@ -84,6 +84,10 @@ def test_layout_nan_and_bad_input():
     assert out[0, :, 0:2, 0:2].isnan().all() and not out[1].isnan().any()  # a NaN poisons its windows only
     view = torch.rand(3, 2, 24, 25)[1:, 1:, 2:, 1:]  # offset, non-contiguous: strides are honoured
     torch.testing.assert_close(conv_maxpool2d(view, weight, bias, 3), reference(view, weight, bias, 3))
+    empty = torch.rand(0, 1, 20, 20)  # an empty batch gives an empty result, as conv2d does
+    out, weight_grad, bias_grad = grads(lambda *a: conv_maxpool2d(*a, 3), empty, weight, bias, torch.ones(0, 3, 6, 6))
+    assert out.shape == reference(empty, weight, bias, 3).shape == (0, 3, 6, 6)
+    assert not weight_grad.any() and not bias_grad.any()
     with pytest.raises(ValueError, match="no gradient to its input"):
         conv_maxpool2d(x.requires_grad_(), weight, bias, 3)
     with pytest.raises(ValueError, match="too small"):

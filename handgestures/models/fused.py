@@ -131,7 +131,7 @@ def conv_maxpool2d(
     # product (its weight gradient is one too, summed over the batch). torch.matmul would
     # fold the batch into one product instead, and copy its input, output and gradient.
     conv = torch.bmm(kernel.expand(batch, -1, -1), patches)
-    pooled = _MaxOverRows.apply(conv.view(batch, pool * pool, -1)).view(batch, c_out, out_h, out_w)
+    pooled = _MaxOverRows.apply(conv.view(batch, pool * pool, c_out * out_h * out_w)).view(batch, c_out, out_h, out_w)
     if bias is not None:
         pooled = pooled + bias.to(dtype).view(1, c_out, 1, 1)
     return pooled.contiguous(memory_format=memory_format)
