@@ -141,7 +141,7 @@ def layers_ms(repeats: int, calls: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=150, help="timed training steps per measurement")
-    p.add_argument("--rounds", type=int, default=3, help="alternations of the two layer orders")
+    p.add_argument("--rounds", type=int, default=3, help="alternations of each compared pair of models")
     p.add_argument("--repeats", type=int, default=3, help="timings per layer")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
