@@ -107,3 +107,57 @@ def test_batches_stay_in_place_on_the_cpu_and_move_elsewhere(tmp_path):
     assert moved["image"].device.type == "meta" and moved["label"].device.type == "meta"
     assert set(moved["view"]) == set(batch["view"]) and all(v.device.type == "meta" for v in moved["view"].values())
     assert moved["image"].shape == batch["image"].shape
+
+
+def _anon_huge_kb(tensor: torch.Tensor) -> int:
+    """AnonHugePages summed over this process's mappings that overlap ``tensor``'s memory (smaps)."""
+    start = tensor.untyped_storage().data_ptr()
+    end = start + tensor.untyped_storage().nbytes()
+    total, overlaps = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(v, 16) for v in head.split("-"))
+                overlaps = lo < end and start < hi
+            elif overlaps and head == "AnonHugePages:":
+                total += int(line.split()[1])
+    return total
+
+
+def _thp_collapse_available() -> bool:
+    import platform
+    from pathlib import Path
+
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not mode.exists() or "[never]" in mode.read_text():
+        return False
+    major, minor = (int(v) for v in platform.release().split(".")[:2])
+    return (major, minor) >= (6, 1)  # MADV_COLLAPSE
+
+
+def test_dataset_held_in_huge_pages_with_values_unchanged():
+    from handgestures.data.cache import HUGE_PAGE, back_with_huge_pages
+
+    if not _thp_collapse_available():
+        pytest.skip("needs Linux 6.1+ with transparent huge pages not 'never'")
+    images = torch.randint(0, 256, (1024, 1, 128, 128), dtype=torch.uint8)  # 16 MB
+    before = images.clone()
+    assert _anon_huge_kb(images) < 16 * 1024 - 2 * HUGE_PAGE // 1024
+    assert back_with_huge_pages(images)
+    assert torch.equal(images, before)
+    # every whole 2 MB page inside the 16 MB tensor: at least 14 MB of it
+    assert _anon_huge_kb(images) >= 16 * 1024 - 2 * HUGE_PAGE // 1024
+    assert not back_with_huge_pages(torch.zeros(1000, dtype=torch.uint8))  # no whole huge page inside
+    assert not back_with_huge_pages(torch.zeros(2**23, dtype=torch.uint8, device="meta"))
+
+
+def test_huge_pages_is_asked_for_the_dataset_only_when_configured(tmp_path, monkeypatch):
+    import handgestures.data.datamodule as datamodule
+
+    asked = []
+    monkeypatch.setattr(datamodule, "back_with_huge_pages", lambda t: asked.append(t) or True)
+    dm = make(tmp_path)
+    assert len(asked) == 1 and asked[0] is dm.data.images
+    make(tmp_path, huge_pages=False)
+    assert len(asked) == 1

@@ -144,3 +144,38 @@ def test_carlosnet_falls_back_for_hooks_and_input_gradients():
         saliency.append(xi.grad)
     assert saliency[0].abs().sum() > 0
     torch.testing.assert_close(saliency[0], saliency[1])
+
+
+def test_no_bias_and_frozen_parameters():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand((2, 1, 20, 20), generator=g)
+    weight = torch.randn((3, 1, 3, 3), generator=g, requires_grad=True)
+    grad_out = torch.randn((2, 3, 6, 6), generator=g)
+    out = conv_maxpool2d(x, weight, None, 3)
+    ref_weight = weight.detach().clone().requires_grad_()
+    ref = reference(x, ref_weight, None, 3)
+    torch.testing.assert_close(out, ref)
+    out.backward(grad_out)
+    ref.backward(grad_out)
+    torch.testing.assert_close(weight.grad, ref_weight.grad)
+    bias = torch.randn(3, generator=g, requires_grad=True)
+    conv_maxpool2d(x, weight.detach(), bias, 3).backward(grad_out)  # frozen weights: bias alone learns
+    torch.testing.assert_close(bias.grad, grad_out.sum((0, 2, 3)))
+
+
+@pytest.mark.parametrize("size", [128, 139, 122])  # the input sizes the 3x3x16 dense layer takes
+def test_carlosnet_reads_only_the_rows_that_reach_the_output(size):
+    """The fused path skips the last input rows and columns; the unfused network proves them unused."""
+    torch.manual_seed(0)
+    plain = CarlosNet(fused=False)
+    used = plain._used_extent(size)
+    assert used == 122  # ((3 * 2 + 7 - 1) * 3 + 5 - 1) * 3 + 3 - 1
+    x = torch.rand(8, 1, size, size, requires_grad=True)
+    plain(x).sum().backward()
+    assert not x.grad[..., used:, :].any() and not x.grad[..., :, used:].any()
+    assert x.grad[..., used - 1, :].any() and x.grad[..., :, used - 1].any()  # and no fewer rows would do
+    fused = CarlosNet()
+    fused.load_state_dict(plain.state_dict())
+    noisy = x.detach().clone()
+    noisy[..., used:, :] = torch.rand_like(noisy[..., used:, :])
+    torch.testing.assert_close(fused(noisy), plain(x.detach()), rtol=1e-5, atol=1e-6)

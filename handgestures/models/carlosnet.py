@@ -55,10 +55,34 @@ class CarlosNet(nn.Module):
         conv, _, relu, *rest = self.features
         after = rest[0].weight  # the next convolution's layout decides the block's output layout
         channels_last = after.is_contiguous(memory_format=torch.channels_last) and not after.is_contiguous()
-        h = conv_maxpool2d(x, conv.weight, conv.bias, 3, torch.channels_last if channels_last else torch.contiguous_format)
+        rows, cols = (self._used_extent(n) for n in x.shape[-2:])
+        h = conv_maxpool2d(
+            x[..., :rows, :cols], conv.weight, conv.bias, 3, torch.channels_last if channels_last else torch.contiguous_format
+        )
         for layer in (relu, *rest):
             h = layer(h)
         return self.classifier(h)
+
+    def _used_extent(self, size: int) -> int:
+        """How many leading rows (or columns) of a ``size``-long input reach the output.
+
+        Valid convolutions and flooring max-pools drop the last rows that do not fill a
+        window. On 128x128 inputs the second block's pool uses 36 of its convolution's 38
+        rows, which read 40 of the first block's 42 rows, which read 122 of the 128 input
+        rows: computing only those gives the same logits and gradients (the dropped values
+        never reach the output) with 9-10% less work in the first two blocks.
+        """
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        pools = [m for m in self.features if isinstance(m, nn.MaxPool2d)]
+        sizes = [size]
+        for conv, pool in zip(convs, pools):  # forward: the sizes every block gives
+            sizes.append((sizes[-1] - conv.kernel_size[0] + 1) // pool.kernel_size)
+        if sizes[-1] < 1:
+            return size  # too small for the network: the layers themselves say so
+        used = sizes[-1]
+        for conv, pool in zip(reversed(convs), reversed(pools)):  # backward: the rows each block reads
+            used = used * pool.kernel_size + conv.kernel_size[0] - 1
+        return used
 
     def _fused_path(self, x: torch.Tensor) -> bool:
         """Whether the first block runs as :func:`conv_maxpool2d` (the same result, faster).
