@@ -29,10 +29,12 @@ class CarlosNet(nn.Module):
     With ``fused=True`` (the default) the first convolution and its max-pool run on the CPU
     as one batched matrix product (:func:`handgestures.models.fused.conv_maxpool2d`): the
     same function, up to the order of float additions, with MaxPool2d's tie-breaking (tested
-    in tests/test_fused.py). Whole training steps (``scripts/bench_carlosnet.py``) are 1.66x
-    as fast in bf16 channels_last (the default on a CPU with native bf16), 1.14x in fp32
-    channels_last, 1.64-1.72x in NCHW. The layers run one by one instead off the CPU, when
-    the input needs a gradient (saliency maps), and when a hook watches the block.
+    in tests/test_fused.py), and the network reads only the 122x122 input pixels that reach
+    its output (:meth:`_used_extent`; the others are dropped by flooring pools). Whole
+    training steps (``scripts/bench_carlosnet.py``) are 1.94x as fast in bf16 channels_last
+    (the default on a CPU with native bf16), 1.34x in fp32 channels_last, 1.91-1.96x in NCHW.
+    The layers run one by one, over the whole input, instead off the CPU, when the input
+    needs a gradient (saliency maps), and when a hook watches the block.
 
     >>> CarlosNet()(torch.zeros(2, 1, 128, 128)).shape
     torch.Size([2, 6])
