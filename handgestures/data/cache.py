@@ -52,11 +52,12 @@ def back_with_huge_pages(tensor: torch.Tensor) -> bool:
     """Ask Linux to hold ``tensor``'s memory in 2 MB pages instead of 4 KB ones, in place.
 
     Batches are gathered from random rows of the whole dataset, so with 4 KB pages nearly
-    every row costs TLB misses and page walks. In 2 MB pages the gather of a CarlosNet batch
-    takes 0.24-0.28 ms inside the training loop instead of 0.53-0.89 ms (32 random images of
-    a 281 MB set on this 2-core CPU), and the rest of the step gets faster too, having the
-    TLB to itself. ``MADV_COLLAPSE`` (Linux 6.1+) rebuilds the pages now, about 3 ms per MB
-    here, and the values are untouched; it works when transparent huge pages are
+    every row costs TLB misses and page walks. In 2 MB pages CarlosNet's training loop ran
+    0.99-1.15x as fast (median 1.08x, five alternations of ``scripts/benchmark.py --override
+    data.huge_pages=false`` and ``=true``; the README's Performance section), most of the gain
+    inside the step, which has the TLB to itself. ``MADV_COLLAPSE`` (Linux 6.1+) rebuilds the
+    pages now, 0.55-0.58 s for the 281 MB of the real images (about 2 ms per MB),
+    and the values are untouched; it works when transparent huge pages are
     ``always`` or ``madvise``, not ``never``. Only the whole 2 MB pages inside the tensor
     change. Returns whether the kernel accepted; False (and nothing changes) elsewhere, for
     tensors off the CPU and for tensors too small to hold one aligned huge page.

@@ -4,8 +4,8 @@ Design, for speed on a small CPU:
 * the dataset lives in memory once, as uint8 (about 354 MB for 21,600 images); a batch is
   one fancy-index gather of the uint8 tensor, so there is no per-image Python work and no
   float copy of the dataset;
-* that tensor is held in 2 MB pages where Linux allows (``huge_pages``): gathering random
-  rows from 4 KB pages made the gather 2-3x slower inside the training loop;
+* that tensor is held in 2 MB pages where Linux allows (``huge_pages``): batches gather
+  random rows of it, and with 4 KB pages CarlosNet's training loop ran about 1.08x slower;
 * pixels are scaled to [0, 1] exactly once, after the batch reaches its device;
 * Keras augmentation is one batched warp per training batch on that device, with
   parameters drawn per image from a seeded generator;
