@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from handgestures.callbacks import tensorboard_writer
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.data.grouping import write_split_csv
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
 
@@ -205,6 +206,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     info = run_name(cfg)
     datamodule, module, trainer = build_run(cfg)
+    write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 

@@ -27,8 +27,9 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from handgestures.data.augment import apply_keras_transform, sample_keras_params
 from handgestures.data.cache import ImageSet, back_with_huge_pages
+from handgestures.data.grouping import SPLIT_KINDS, make_split
 from handgestures.data.sources import load_images
-from handgestures.data.split import SPLITS, stratified_split
+from handgestures.data.split import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class FingersDataModule(L.LightningDataModule):
             plus ``fill_mode``, ``cval`` and ``semantics`` (``keras2`` or ``keras3``).
             Used for augmented training and for the fixed augmented evaluation views.
         split_seed: seed of the stratified split; independent of the training seed.
+        split: ``random`` (the study's) or ``grouped`` (near-duplicate groups kept inside one
+            split: :mod:`handgestures.data.grouping`, whose parameters ``grouping`` holds).
         seed: seed of the training shuffle and of the training augmentation draws.
         eval_view_seed: seed of the fixed augmented evaluation views.
         huge_pages: hold the dataset in 2 MB pages on Linux (see
@@ -104,6 +107,8 @@ class FingersDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         huge_pages: bool = True,
+        split: str = "random",
+        grouping: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         augmentation = dict(augmentation or {})
@@ -117,6 +122,9 @@ class FingersDataModule(L.LightningDataModule):
             raise ValueError("augment_train is true but no augmentation parameters are configured")
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
+        if split not in SPLIT_KINDS:
+            raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {split!r}")
+        self.split, self.grouping, self.groups = split, dict(grouping or {}), None
         self.root = os.path.expanduser(root) if root else None
         self.cache_dir = cache_dir
         self.builtin_size, self.builtin_seed, self.image_size = builtin_size, builtin_seed, image_size
@@ -154,7 +162,7 @@ class FingersDataModule(L.LightningDataModule):
         if self.splits:
             return
         data = self._load()
-        self.split_indices = stratified_split(data.labels, data.hands, seed=self.split_seed)
+        self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping)
         self.splits = {k: IndexedImages(data, idx) for k, idx in self.split_indices.items()}
         if self.keras_params:
             size = tuple(data.images.shape[-2:])
