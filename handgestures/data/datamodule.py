@@ -26,9 +26,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from handgestures.data.augment import apply_keras_transform, sample_keras_params
-from handgestures.data.cache import ImageSet, back_with_huge_pages
+from handgestures.data.cache import ImageSet
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS, stratified_split
+from handgestures.runtime import back_with_huge_pages
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class FingersDataModule(L.LightningDataModule):
         seed: seed of the training shuffle and of the training augmentation draws.
         eval_view_seed: seed of the fixed augmented evaluation views.
         huge_pages: hold the dataset in 2 MB pages on Linux (see
-            :func:`handgestures.data.cache.back_with_huge_pages`); a no-op elsewhere.
+            :func:`handgestures.runtime.back_with_huge_pages`); a no-op elsewhere.
     """
 
     def __init__(
