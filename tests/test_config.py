@@ -10,7 +10,6 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
 import handgestures.runtime as runtime_module
-import handgestures.train as train_module
 from handgestures.train import build_datamodule, resolve_config_precision, resolve_precision
 
 
