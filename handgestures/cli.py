@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import time
@@ -14,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from handgestures.run_record import FAILED_FILE, write_json
 from handgestures.train import train
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,8 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise
         out_dir = Path(hydra_cfg.runtime.output_dir)
-        (out_dir / "failed.json").write_text(
-            json.dumps({"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}, indent=2)
-        )
-        log.error("job %s failed (%s); the sweep goes on. Details: %s", out_dir.name, err, out_dir / "failed.json")
+        write_json(out_dir / FAILED_FILE, {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
+        log.error("job %s failed (%s); the sweep goes on. Details: %s", out_dir.name, err, out_dir / FAILED_FILE)
         return math.nan
     finally:
         gc.collect()  # a sweep runs its jobs in one process: free this job's data before the next

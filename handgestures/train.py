@@ -8,7 +8,6 @@ written after training (status ``trained``) and rewritten after the cross-evalua
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import math
 import sys
@@ -26,6 +25,7 @@ from handgestures.callbacks import tensorboard_writer
 from handgestures.data.datamodule import FingersDataModule
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
+from handgestures.run_record import write_json  # noqa: F401 (strict JSON, atomic; also importable from here)
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +140,6 @@ def run_name(cfg: DictConfig) -> dict[str, Any]:
         "data": choices.get("data") or ("augmented" if cfg.data.augment_train else "base"),
         "seed": int(cfg.seed),
     }
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
 
 
 def summary_table(metrics: dict[str, float], names: list[str]) -> str:
