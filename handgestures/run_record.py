@@ -128,11 +128,17 @@ def run_stamp() -> str:
 
 
 def register_resolvers() -> None:
-    """``${hg_stamp:}`` for conf/hydra/default.yaml's folder names."""
+    """``${hg_stamp:}``, ``${hg_first:a,b}`` and ``${hg_hydra_subdir:resume}`` for conf/hydra/default.yaml."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("hg_stamp"):
         OmegaConf.register_new_resolver("hg_stamp", run_stamp)
+    if not OmegaConf.has_resolver("hg_first"):  # the first value that is set: resume's folder, else a new one
+        OmegaConf.register_new_resolver("hg_first", lambda first, other: other if first in (None, "") else first)
+    if not OmegaConf.has_resolver("hg_hydra_subdir"):
+        OmegaConf.register_new_resolver(
+            "hg_hydra_subdir", lambda resume: ".hydra" if resume in (None, "") else f".hydra-resume-{run_stamp()}"
+        )
 
 
 register_resolvers()

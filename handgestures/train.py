@@ -23,8 +23,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from handgestures.callbacks import tensorboard_writer
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.errors import UserError
+from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
+from handgestures.lifecycle import StopOnSignal
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
+from handgestures.resume import RandomStates, prepare_resume
 from handgestures.run_record import write_json  # noqa: F401 (strict JSON, atomic; also importable from here)
 
 log = logging.getLogger(__name__)
@@ -183,6 +187,7 @@ def build_run(
     )  # fmt: skip
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
+    callbacks += [RandomStates(), StopOnSignal(), *guard_callbacks(cfg, module.hparams.num_classes)]
     if cfg.trainer.get("enable_progress_bar") is False:  # the flag wins over a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -198,12 +203,13 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     resolve_config_precision(cfg)  # config.yaml says which precision "auto" became here
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     info = run_name(cfg)
+    resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
     datamodule, module, trainer = build_run(cfg)
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -217,11 +223,16 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
+        "resumed_from": resume_from,
     }  # fmt: skip
+    watch = next(c for c in trainer.callbacks if isinstance(c, CollapseWatch))
+    result.update(collapse=watch.record(), last_checkpoint_usable=mark_last_checkpoint(out_dir, watch) is None)
     write_json(out_dir / "metrics.json", result)
+    if best is None:  # no epoch finished: an untrained network is never reported as the best
+        raise UserError(f"no training epoch finished (epochs={cfg.epochs}), so there is no best checkpoint to evaluate")
 
     eval_start = time.perf_counter()
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
     per_class = {
