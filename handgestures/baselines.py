@@ -9,7 +9,8 @@ run folder whose metrics.json has the shape of a trained run's, so ``handgesture
 shows them beside the networks. On the training split the 1-NN finds each image itself
 (accuracy 1 by construction); its train_aug view is a real test.
 
-``python baselines.py data.root=... data.split=grouped`` (conf/baselines.yaml).
+``handgestures-baselines data.root=... data.split=grouped`` (or ``python baselines.py``;
+conf/baselines.yaml).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from handgestures.data.grouping import nearest, thumbnails, write_split_csv
 from handgestures.plots import CLASS_NAMES
 
 log = logging.getLogger(__name__)
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 HAND_LEVEL = 110  # grey level: a pixel above it counts as hand (backgrounds stay below, skin above)
 NEIGHBOURS = 25
@@ -164,3 +167,15 @@ def run_baselines(cfg: DictConfig, out_dir: str | Path) -> dict[str, dict[str, A
         accs = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if k.endswith("/acc"))
         print(f"{model} ({split} split) -> {folder}: {accs}")
     return results
+
+
+def main() -> None:
+    """Console entry point: Hydra composes conf/baselines.yaml with the command line's overrides."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    @hydra.main(version_base="1.3", config_path=CONF, config_name="baselines")
+    def _main(cfg: DictConfig) -> None:
+        run_baselines(cfg, HydraConfig.get().runtime.output_dir)
+
+    _main()
