@@ -54,8 +54,9 @@ class EpochMetrics(L.Callback):
         path = Path(trainer.default_root_dir) / self.filename
         if trainer.ckpt_path is None and path.exists():
             path.unlink()  # a fresh fit in a reused folder starts a fresh file; a resumed one appends
+        # (handgestures.resume has already cut the file and TensorBoard back to the checkpoint's epochs)
         writer = tensorboard_writer(trainer)
-        if writer is not None:
+        if writer is not None and trainer.ckpt_path is None:  # a resumed run has its layout already
             write_custom_scalars(writer)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -98,6 +99,8 @@ class AugmentationGrid(L.Callback):
         dm = trainer.datamodule
         if writer is None or dm is None or not getattr(dm, "keras_params", None) or not trainer.is_global_zero:
             return
+        if trainer.ckpt_path is not None:
+            return  # a resumed run logged its grid when it started
         train = dm.splits["train"]
         images = train.data.images[train.indices[: self.num_images]].float() / 255.0
         transform = KerasRandomAffine(

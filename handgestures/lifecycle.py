@@ -47,7 +47,7 @@ class Interrupted(Exception):
 
 def run_progress(trainer: L.Trainer) -> dict[str, Any]:
     """Epochs completed and the best checkpoint so far, for the record of a run that stopped."""
-    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     score = ckpt.best_model_score if best else None
     return {rr.KEY_EPOCHS_RUN: int(trainer.current_epoch), rr.KEY_BEST_CHECKPOINT: best,
