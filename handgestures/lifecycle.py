@@ -207,7 +207,7 @@ def record_stop(folder: Path, identity: dict[str, Any], err: BaseException, wrot
     if isinstance(err, RunDiverged):
         _update_metrics(folder, identity, {rr.KEY_STATUS: rr.STATUS_DIVERGED, rr.KEY_ERROR: str(err),
                                            rr.KEY_EPOCHS_RUN: epochs, rr.KEY_DIVERGENCE: err.record(),
-                                           **getattr(err, "progress", {}), rr.KEY_EXIT_CODE: rr.EXIT_ERROR})  # fmt: skip
+                                           **err.progress, rr.KEY_EXIT_CODE: rr.EXIT_ERROR})  # fmt: skip
         print(f"\n{err}\nrun folder: {folder}", file=sys.stderr)
         return rr.EXIT_ERROR
     message = f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err)
