@@ -125,10 +125,11 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "failed.json").unlink(missing_ok=True)  # left by an earlier failed attempt here
+    # before build_run: it sets the TensorBoard logger's purge_step for a resumed run
+    resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
     datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # with the precision "auto" became
     info = run_name(cfg)
-    resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
