@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # ---- run folder names --------------------------------------------------------------------
+PROCESS_STARTED = time.time() - 1.0  # about when this process started (files older than this are not its own)
 STAMP_FORMAT = "%Y%m%d-%H%M%S-%f"  # microseconds: two runs started in the same second differ
 _STAMP_ENV = "HANDGESTURES_RUN_STAMP"
 _stamp: str | None = None
