@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from handgestures.train import train
+from handgestures.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ _jobs_run = 0  # a multirun sweep calls run_job once per job, in one process
 
 def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
+    validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
     hydra_cfg = HydraConfig.get()
     with open_dict(cfg):
         cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
