@@ -27,6 +27,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from handgestures.data.augment import apply_keras_transform, sample_keras_params
 from handgestures.data.cache import ImageSet, back_with_huge_pages
+from handgestures.data.problems import check_splits
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS, stratified_split
 
@@ -86,6 +87,12 @@ class FingersDataModule(L.LightningDataModule):
         eval_view_seed: seed of the fixed augmented evaluation views.
         huge_pages: hold the dataset in 2 MB pages on Linux (see
             :func:`handgestures.data.cache.back_with_huge_pages`); a no-op elsewhere.
+        on_error: ``raise`` (stop, listing every bad file) or ``skip`` (train on the good
+            ones, listing the others in ``skipped.csv``); see :mod:`handgestures.data.problems`.
+        report_dir: where the lists of bad and duplicate files go (the run folder);
+            None for the cache folder's ``reports/``.
+        cache_max_gb: size limit of the image cache folder (least recently used entries
+            pruned past it); 0 caches nothing, None sets no limit.
     """
 
     def __init__(
@@ -104,6 +111,9 @@ class FingersDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         huge_pages: bool = True,
+        on_error: str = "raise",
+        report_dir: str | None = None,
+        cache_max_gb: float | None = None,
     ) -> None:
         super().__init__()
         augmentation = dict(augmentation or {})
@@ -117,7 +127,10 @@ class FingersDataModule(L.LightningDataModule):
             raise ValueError("augment_train is true but no augmentation parameters are configured")
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
-        self.root = os.path.expanduser(root) if root else None
+        if root == "":
+            raise ValueError("root is empty (an unset variable?): give a folder of Fingers PNGs, or None for the built-in hands")
+        self.root = os.path.expanduser(root) if root is not None else None
+        self.on_error, self.report_dir, self.cache_max_gb = on_error, report_dir, cache_max_gb
         self.cache_dir = cache_dir
         self.builtin_size, self.builtin_seed, self.image_size = builtin_size, builtin_seed, image_size
         self.split_seed, self.seed, self.eval_view_seed = split_seed, seed, eval_view_seed
@@ -142,7 +155,9 @@ class FingersDataModule(L.LightningDataModule):
 
     def _load(self) -> ImageSet:
         if self.data is None:
-            data = load_images(self.root, self.cache_dir, self.builtin_size, self.builtin_seed, self.image_size)
+            data = load_images(self.root, self.cache_dir, self.builtin_size, self.builtin_seed, self.image_size,
+                               self.on_error, self.report_dir, self.cache_max_gb)  # fmt: skip
+            log.info("data: %s", data.source)
             if self.huge_pages:
                 start = time.perf_counter()
                 held = back_with_huge_pages(data.images)
@@ -154,7 +169,8 @@ class FingersDataModule(L.LightningDataModule):
         if self.splits:
             return
         data = self._load()
-        self.split_indices = stratified_split(data.labels, data.hands, seed=self.split_seed)
+        self.split_indices = stratified_split(data.labels, data.hands, seed=self.split_seed, together=data.twins)
+        check_splits(self.split_indices, data.labels)
         self.splits = {k: IndexedImages(data, idx) for k, idx in self.split_indices.items()}
         if self.keras_params:
             size = tuple(data.images.shape[-2:])
