@@ -207,7 +207,11 @@ def _check_data(c: _Checker) -> None:
             c.fail("data.root", root, "a folder of Fingers PNGs, or null for the built-in hands "
                    "(an empty value is often an unset variable)")  # fmt: skip
         elif not os.path.isdir(os.path.expanduser(root)):
-            c.fail("data.root", root, "an existing folder of Fingers PNGs (no folder there), or null for the built-in hands")
+            c.fail(
+                "data.root",
+                root,
+                "an existing folder of Fingers PNGs (no folder there), or null for the built-in hands",
+            )
     cache_dir = c.get("data.cache_dir", None)
     if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir.strip()):
         c.fail("data.cache_dir", cache_dir, "a folder path, or null for the default cache folder")
@@ -221,7 +225,11 @@ def _check_data(c: _Checker) -> None:
     for key in ("data.huge_pages", "data.augment_train"):
         c.boolean(key)
     c.choice("data.on_error", ON_ERROR)
-    c.check("data.cache_max_gb", lambda v: v is None or (is_number(v) and v >= 0), "a number of GB >= 0 (0: no cache), or null (no limit)")
+    c.check(
+        "data.cache_max_gb",
+        lambda v: v is None or (is_number(v) and v >= 0),
+        "a number of GB >= 0 (0: no cache), or null (no limit)",
+    )
     augmentation = c.get("data.augmentation", None)
     if c.get("data.augment_train", False) is True and not augmentation:
         c.fail("data.augment_train", True, "false when data.augmentation is empty")
@@ -235,7 +243,11 @@ def _check_data(c: _Checker) -> None:
         c.check(a + key, lambda v: _shift_in_frame(v, IMAGE_SIZE),
                 f"a fraction in [0, 1), or pixels below the image size {IMAGE_SIZE} (int, or a list), so the image stays in the frame")  # fmt: skip
     c.number(a + "shear_range", 0, 90, hi_open=True, allowed="degrees, a number in [0, 90) (90 flattens the image)")
-    c.check(a + "zoom_range", _zoom_ok, "a number in [0, 1) (zoom factors in [1-z, 1+z] stay positive) or a pair [lo, hi] with 0 < lo <= hi")
+    c.check(
+        a + "zoom_range",
+        _zoom_ok,
+        "a number in [0, 1) (zoom factors in [1-z, 1+z] stay positive) or a pair [lo, hi] with 0 < lo <= hi",
+    )
     c.boolean(a + "horizontal_flip")
     c.boolean(a + "vertical_flip")
     c.choice(a + "fill_mode", FILL_MODES)
@@ -246,7 +258,11 @@ def _check_data(c: _Checker) -> None:
 def _check_trainer(c: _Checker) -> None:
     import typing
 
-    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_INT, _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+    from lightning.fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_INT,
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
 
     precisions = ["auto", *typing.get_args(_PRECISION_INPUT_STR), *typing.get_args(_PRECISION_INPUT_STR_ALIAS)]
     precisions += list(typing.get_args(_PRECISION_INPUT_INT))

@@ -41,7 +41,9 @@ def test_every_bad_file_is_listed_with_its_reason_in_one_pass(tmp_path):
     with pytest.raises(BadDataError) as err:
         load_fingers_folder(root, cache_dir=tmp_path / "cache", report_dir=tmp_path / "run")
     message = str(err.value)
-    assert isinstance(err.value, UserError) and f"{len(expected)} bad files" in message and "data.on_error=skip" in message
+    assert (
+        isinstance(err.value, UserError) and f"{len(expected)} bad files" in message and "data.on_error=skip" in message
+    )
     listed = read_csv(tmp_path / "run" / "bad_files.csv")
     assert set(listed) == set(expected)
     for name, reason in expected.items():
@@ -100,7 +102,8 @@ def test_identical_files_under_train_and_test_are_reported_and_kept_together(tmp
         (root / "test" / p.name).write_bytes(p.read_bytes())
     data = load_fingers_folder(root, cache_dir=tmp_path / "cache", report_dir=tmp_path / "run")
     assert "30 files have the same pixels as another file" in caplog.text
-    pairs = list(csv.DictReader(open(tmp_path / "run" / "duplicates.csv")))
+    with open(tmp_path / "run" / "duplicates.csv") as f:
+        pairs = list(csv.DictReader(f))
     assert {(r["path"], r["same_pixels_as"]) for r in pairs} == {
         (os.path.join("train", p.name), os.path.join("test", p.name)) for p in copies
     }

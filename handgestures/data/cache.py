@@ -11,6 +11,7 @@ run goes on uncached; the least recently used entries are pruned past a size lim
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -136,10 +137,8 @@ def load_entry(path: Path, files: list[str] | None = None) -> dict[str, Any] | N
         log.warning("cache entry %s was made from other files (%d differ, e.g. %s); rebuilding it",
                     path, len(changed), [str(c).split("\0")[0] for c in changed[:3]])  # fmt: skip
         return None
-    try:
+    with contextlib.suppress(OSError):
         os.utime(path)  # marks it recently used, for pruning
-    except OSError:
-        pass
     return blob
 
 
@@ -209,10 +208,8 @@ def save_entry(path: Path, blob: dict[str, Any], max_gb: float | None = None) ->
         torch.save(blob, tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # unwritable folder, full disk (torch wraps ENOSPC)
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         _warn_once(path.parent, f"cannot write the image cache in {path.parent} ({err}); this run goes on uncached")
         return False
     if max_gb is not None:

@@ -101,7 +101,11 @@ def check_splits(splits: dict[str, torch.Tensor], labels: torch.Tensor, num_clas
         return
     table = "\n".join(f"  {k:<6} {row}" for k, row in [("all", total), *counts.items()])
     empty = [k for k, idx in splits.items() if len(idx) == 0]
-    first = f"split {empty[0]!r} would be empty" if empty else f"split {missing[0][0]!r} would have no image of class {missing[0][1]!r}"
+    first = (
+        f"split {empty[0]!r} would be empty"
+        if empty
+        else f"split {missing[0][0]!r} would have no image of class {missing[0][1]!r}"
+    )
     raise BadDataError(
         f"{first} ({len(missing)} (split, class) pairs without images: {missing[:6]}). "
         f"Images per class (0..5 fingers):\n{table}\n"

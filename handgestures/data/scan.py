@@ -90,7 +90,9 @@ def walk_pngs(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
                 target = entry.stat(follow_symlinks=True)
                 key = (target.st_dev, target.st_ino)
                 if key in seen:
-                    notes.append(f"folder {rel!r} not read again: it is {seen[key]!r}, already read (a link loop or a second link)")
+                    notes.append(
+                        f"folder {rel!r} not read again: it is {seen[key]!r}, already read (a link loop or a second link)"
+                    )
                 else:
                     seen[key] = rel
                     stack.append(Path(entry.path))
