@@ -25,6 +25,7 @@ from handgestures.lifecycle import Interrupted, guarded, log_to_file
 from handgestures.resume import resumed_config
 from handgestures.run_record import EXIT_ERROR, FAILED_FILE
 from handgestures.train import run_name, train
+from handgestures.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ _jobs_run = 0  # a multirun sweep calls run_job once per job, in one process
 
 def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
+    validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     with open_dict(cfg):

@@ -144,6 +144,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         "epochs_run": trainer.current_epoch,
         "best_checkpoint": best,
         "best_val_acc": float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        "data_source": datamodule.data.source if datamodule.data is not None else None,
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
@@ -160,7 +161,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
     per_class = {
-        k: {CLASS_NAMES[i]: (row[i] / max(1, sum(row))) for i, row in enumerate(m)} for k, m in confusion.items()
+        k: {CLASS_NAMES[i]: (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(m)}  # None: no images
+        for k, m in confusion.items()
     }
     result.update(
         status="done", metrics=metrics, per_class_acc=per_class, confusion=confusion,
