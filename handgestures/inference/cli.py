@@ -126,7 +126,8 @@ def run_export(cfg: DictConfig) -> int:
     try:
         file = resolve_checkpoint(ckpt)
         out = Path(str(cfg.output)) if cfg.get("output") else file.with_suffix(".onnx")
-        report = export_onnx(file, out, opset=int(cfg.opset), check_batch=int(cfg.check_batch))
+        report = export_onnx(file, out, opset=int(cfg.opset), check_batch=int(cfg.check_batch),
+                             try_fused=bool(cfg.try_fused))
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(json.dumps(report, indent=2))

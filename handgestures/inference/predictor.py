@@ -84,7 +84,7 @@ class OnnxPredictor(Predictor):
 
     kind = "onnx"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, require_metadata: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -92,14 +92,16 @@ class OnnxPredictor(Predictor):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        if not require_metadata:  # a check of a fresh export: its caller reports what fails
+            options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{str(path)!r} is not a readable ONNX model: {err}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        if ONNX_METADATA_KEY not in meta:
+        if ONNX_METADATA_KEY not in meta and require_metadata:
             raise CheckpointError(f"{str(path)!r} has no '{ONNX_METADATA_KEY}' metadata: not exported by handgestures-export")
-        super().__init__(json.loads(meta[ONNX_METADATA_KEY]), path)
+        super().__init__(json.loads(meta.get(ONNX_METADATA_KEY, "{}")), path)
         self.precision = "32-true"
         self.input_name = self.session.get_inputs()[0].name
 
