@@ -100,7 +100,16 @@ def export_onnx(
     ckpt: str | os.PathLike, output: str | os.PathLike, opset: int = DEFAULT_OPSET, check_batch: int = 8,
     try_fused: bool = True, tolerance: float = 1e-5,
 ) -> dict[str, Any]:  # fmt: skip
-    """Exports the checkpoint's network to ``output``; returns what was done and the parity check.
+    """Exports a checkpoint's network to ``output`` (see :func:`export_net`)."""
+    module, description = load_module(ckpt)
+    return export_net(module.net, description, output, opset, check_batch, try_fused, tolerance)
+
+
+def export_net(
+    net: torch.nn.Module, description: dict[str, Any], output: str | os.PathLike, opset: int = DEFAULT_OPSET,
+    check_batch: int = 8, try_fused: bool = True, tolerance: float = 1e-5,
+) -> dict[str, Any]:  # fmt: skip
+    """Exports ``net`` to ``output``; returns what was done and the parity check.
 
     A fused CarlosNet is exported as it is first (``try_fused``), and kept only if
     onnxruntime runs it and gives the same probabilities (within ``tolerance``) on a batch and
@@ -110,8 +119,7 @@ def export_onnx(
         import onnx
     except ImportError as err:
         raise ImportError("ONNX export needs the export extra: pip install 'handgestures[export]'") from err
-    module, description = load_module(ckpt)
-    net = module.net.float().eval().to(memory_format=torch.contiguous_format)
+    net = net.float().eval().to(memory_format=torch.contiguous_format)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     images = _check_images(max(2, check_batch))
