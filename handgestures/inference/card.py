@@ -59,11 +59,8 @@ def reproduce_command(run_dir: Path, config: dict[str, Any]) -> str:
             continue
         if key not in base or base[key] != mine[key]:
             args.append(_override(key, mine[key]))
-    for group in ("logger", "callbacks"):  # a group emptied on the command line (logger=none)
-        if base.get(group) is not None and any(k.startswith(group + ".") for k in base) and not any(
-            k.startswith(group + ".") for k in mine
-        ):
-            args.append(f"{group}=none")
+    if any(k.startswith("logger.") for k in base) and not any(k.startswith("logger.") for k in mine):
+        args.append("logger=none")  # conf/logger/none.yaml: the group emptied
     return " ".join(["python", "train.py", *args])
 
 
