@@ -99,16 +99,24 @@ def main() -> None:
             batches = [to_tensor([d.pixels for d in decode_many(paths[i : i + args.batch_size])])
                        for i in range(0, n, args.batch_size)]  # fmt: skip
             fp32 = TorchPredictor(module, description, Path(name), "32-true")
-            rates = {f"pytorch_{precision}": median_rate(lambda p=predictor: [p.logits(b) for b in batches], n, args.rounds)}
+            rates = {
+                f"pytorch_{precision}": median_rate(
+                    lambda p=predictor, bs=batches: [p.logits(b) for b in bs], n, args.rounds
+                )
+            }
             if precision != "32-true":
-                rates["pytorch_32-true"] = median_rate(lambda: [fp32.logits(b) for b in batches], n, args.rounds)
+                rates["pytorch_32-true"] = median_rate(
+                    lambda p=fp32, bs=batches: [p.logits(b) for b in bs], n, args.rounds
+                )
             try:
                 from handgestures.inference.export import export_net
 
                 onnx_path = Path(tmp) / f"{name}.onnx"
                 export_net(module.net, description, onnx_path, check_batch=0, try_fused=False)
                 session = OnnxPredictor(onnx_path)
-                rates["onnxruntime_fp32"] = median_rate(lambda s=session: [s.logits(b) for b in batches], n, args.rounds)
+                rates["onnxruntime_fp32"] = median_rate(
+                    lambda s=session, bs=batches: [s.logits(b) for b in bs], n, args.rounds
+                )
             except ImportError as err:
                 rates["onnxruntime_fp32"] = f"not measured: {err}"
             result["inference_images_per_second"][name] = rates

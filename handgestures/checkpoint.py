@@ -214,9 +214,9 @@ def load_module(path: str | os.PathLike, eval_names: list[str] | None = None):
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if k.startswith("net.")]
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint {str(file)!r} does not fit its network: missing {missing}, unexpected {unexpected}")
+        raise CheckpointError(
+            f"checkpoint {str(file)!r} does not fit its network: missing {missing}, unexpected {unexpected}"
+        )
     module.eval()
-    description = dict(hparams.get("description") or {})
-    description.setdefault("checkpoint", str(file))
-    description["checkpoint"] = str(file)
+    description = {**(hparams.get("description") or {}), "net_spec": hparams["net_spec"], "checkpoint": str(file)}
     return module, description

@@ -155,7 +155,12 @@ def test_predict_reads_any_image_reports_bad_files_and_exits_1(tiny_run, tmp_pat
 
 def test_predict_csv_and_text_outputs(tiny_run, tmp_path, capsys):
     write_inputs(tmp_path / "in", hand(tiny_run))
-    base = {"ckpt": str(tiny_run), "inputs": str(tmp_path / "in"), "batch_size": 256, "output_dir": str(tmp_path / "out")}
+    base = {
+        "ckpt": str(tiny_run),
+        "inputs": str(tmp_path / "in"),
+        "batch_size": 256,
+        "output_dir": str(tmp_path / "out"),
+    }
     assert run_predict(OmegaConf.create({**base, "output": "csv"})) == 1
     import csv
 
@@ -166,7 +171,9 @@ def test_predict_csv_and_text_outputs(tiny_run, tmp_path, capsys):
     single = {**base, "inputs": str(tmp_path / "in" / "a_grey.png"), "output": "text"}
     assert run_predict(OmegaConf.create(single)) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[0].startswith(f"{tmp_path / 'in' / 'a_grey.png'}: ") and out[-1].startswith("summary: 1 images predicted, 0 failed")
+    assert out[0].startswith(f"{tmp_path / 'in' / 'a_grey.png'}: ") and out[-1].startswith(
+        "summary: 1 images predicted, 0 failed"
+    )
 
 
 def test_preprocessing_scales_sixteen_bit_and_converts_colour_to_luma(tmp_path):

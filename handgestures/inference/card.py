@@ -82,7 +82,11 @@ def _default_config(args: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _diff_note(config: dict[str, Any]) -> str:
-    keys = {"seed": config.get("seed"), "epochs": config.get("epochs"), "trainer.precision": config["trainer"].get("precision")}
+    keys = {
+        "seed": config.get("seed"),
+        "epochs": config.get("epochs"),
+        "trainer.precision": config["trainer"].get("precision"),
+    }
     if config["data"].get("root"):
         keys["data.root"] = config["data"]["root"]
     return " ".join(_override(k, v) for k, v in keys.items())
@@ -106,7 +110,10 @@ def model_card(run_dir: str | Path) -> str:
     name = str(model_cfg["_target_"]).rsplit(".", 1)[-1]
     args = ", ".join(f"{k}={v}" for k, v in model_cfg.items() if k != "_target_")
     augmented = bool(data.get("augment_train"))
-    source = data.get("root") or f"built-in procedural hands ({data.get('builtin_size')} images, seed {data.get('builtin_seed')})"
+    source = (
+        data.get("root")
+        or f"built-in procedural hands ({data.get('builtin_size')} images, seed {data.get('builtin_seed')})"
+    )
     sizes = {k: int(sum(map(sum, m))) for k, m in confusion.items()}
     plain_sets = [k for k in ("train", "val", "test") if f"{k}/acc" in metrics]
     aug_sets = [f"{k}_aug" for k in plain_sets if f"{k}_aug/acc" in metrics]

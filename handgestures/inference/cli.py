@@ -93,14 +93,16 @@ def run_predict(cfg: DictConfig) -> int:
 
 def run_eval(cfg: DictConfig) -> int:
     """eval.json and confusion PNGs in ``output_dir`` for ``ckpt`` on ``data.root`` / ``split``."""
-    from handgestures.inference.evaluate import format_result, write_evaluation
     from handgestures.inference.evaluate import evaluate as run
+    from handgestures.inference.evaluate import format_result, write_evaluation
 
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
     root = (cfg.get("data") or {}).get("root")
     try:
         predictor = load(ckpt, cfg.get("precision"))
-        result = run(predictor, root=str(root) if root else None, split=cfg.get("split"), batch_size=cfg.get("batch_size"))
+        result = run(
+            predictor, root=str(root) if root else None, split=cfg.get("split"), batch_size=cfg.get("batch_size")
+        )
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(format_result(result))
@@ -126,8 +128,9 @@ def run_export(cfg: DictConfig) -> int:
     try:
         file = resolve_checkpoint(ckpt)
         out = Path(str(cfg.output)) if cfg.get("output") else file.with_suffix(".onnx")
-        report = export_onnx(file, out, opset=int(cfg.opset), check_batch=int(cfg.check_batch),
-                             try_fused=bool(cfg.try_fused))
+        report = export_onnx(
+            file, out, opset=int(cfg.opset), check_batch=int(cfg.check_batch), try_fused=bool(cfg.try_fused)
+        )
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(json.dumps(report, indent=2))

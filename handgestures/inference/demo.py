@@ -51,7 +51,9 @@ class DemoModel:
         if decoded.error is not None:
             raise ValueError(f"{Path(path).name}: {decoded.error}")
         x = to_tensor([decoded.pixels])
-        params = sample_keras_params(1, image_size=(IMAGE_SIZE, IMAGE_SIZE), generator=self.generator, **self.keras_params)
+        params = sample_keras_params(
+            1, image_size=(IMAGE_SIZE, IMAGE_SIZE), generator=self.generator, **self.keras_params
+        )
         augmented = apply_keras_transform(x, params, **self.warp)
         probs = self.predictor.probabilities(torch.cat([x, augmented]))
         picture = (augmented[0, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -95,7 +97,9 @@ def build_demo(ckpt: str, examples: str | None = None, seed: int | None = 0) -> 
     d = model.predictor.description
     example_dir = Path(tempfile.mkdtemp(prefix="handgestures-demo-"))
     files = example_files(examples, example_dir)
-    name = (d.get("model_choice") or "model") + f" ({d.get('data_choice') or ''} training, seed {d.get('seed')})"
+    net = str((model.predictor.description.get("net_spec") or {}).get("_target_", "")).rsplit(".", 1)[-1]
+    variant = d.get("data_choice") or ("augmented" if (d.get("data") or {}).get("augment_train") else "base")
+    name = f"{d.get('model_choice') or net or 'model'} ({variant} training, seed {d.get('seed')})"
     with gr.Blocks(title="handgestures: how many fingers?") as page:
         gr.Markdown(f"## How many fingers? {name}\nModel `{model.predictor.source.name}` ({model.predictor.kind}, "
                     f"{model.predictor.precision}), trained on {d.get('source')}. Right: the same image under a random "

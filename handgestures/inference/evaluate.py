@@ -72,7 +72,9 @@ def build_sets(dm: FingersDataModule, split: str) -> dict[str, IndexedImages]:
         sets = {"all": IndexedImages(data, indices)}
         if dm.keras_params:
             gen = torch.Generator().manual_seed(dm.eval_view_seed * 1000 + ALL_VIEW_OFFSET)
-            views = sample_keras_params(len(data), image_size=tuple(data.images.shape[-2:]), generator=gen, **dm.keras_params)
+            views = sample_keras_params(
+                len(data), image_size=tuple(data.images.shape[-2:]), generator=gen, **dm.keras_params
+            )
             sets["all_aug"] = IndexedImages(data, indices, views)
         return sets
     dm.setup("test")
@@ -85,7 +87,11 @@ def build_sets(dm: FingersDataModule, split: str) -> dict[str, IndexedImages]:
 def evaluate_set(predictor: Predictor, dm: FingersDataModule, dataset: IndexedImages) -> dict[str, Any]:
     """Accuracy, loss, per-class accuracy and confusion of one set, batch by batch."""
     n_classes = len(predictor.class_names)
-    acc, loss, confusion = MulticlassAccuracy(n_classes, average="micro"), MeanMetric(), MulticlassConfusionMatrix(n_classes)
+    acc, loss, confusion = (
+        MulticlassAccuracy(n_classes, average="micro"),
+        MeanMetric(),
+        MulticlassConfusionMatrix(n_classes),
+    )
     with torch.inference_mode(), predictor.context():
         for begin in range(0, len(dataset), dm.eval_batch_size):
             batch = dataset[list(range(begin, min(begin + dm.eval_batch_size, len(dataset))))]
@@ -140,7 +146,9 @@ def finite(value: Any) -> Any:
 
 def format_result(result: dict[str, Any]) -> str:
     """The printed evaluation: accuracy, loss, per-class accuracy and confusion of every set."""
-    lines = [f"evaluated {result['model']} ({result['runtime']}, {result['precision']}) on {result['data']}, split {result['split']}"]
+    lines = [
+        f"evaluated {result['model']} ({result['runtime']}, {result['precision']}) on {result['data']}, split {result['split']}"
+    ]
     for name, r in result["sets"].items():
         per_class = "  ".join(f"{k}: {'n/a' if v is None else f'{v:.4f}'}" for k, v in r["per_class_accuracy"].items())
         lines += [f"\n{name}: {r['images']} images, accuracy {r['accuracy']:.4f}, loss {r['loss']:.5f}",

@@ -100,7 +100,9 @@ class OnnxPredictor(Predictor):
             raise CheckpointError(f"{str(path)!r} is not a readable ONNX model: {err}") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in meta and require_metadata:
-            raise CheckpointError(f"{str(path)!r} has no '{ONNX_METADATA_KEY}' metadata: not exported by handgestures-export")
+            raise CheckpointError(
+                f"{str(path)!r} has no '{ONNX_METADATA_KEY}' metadata: not exported by handgestures-export"
+            )
         super().__init__(json.loads(meta.get(ONNX_METADATA_KEY, "{}")), path)
         self.precision = "32-true"
         self.input_name = self.session.get_inputs()[0].name
@@ -113,7 +115,9 @@ class OnnxPredictor(Predictor):
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
-def load_predictor(path: str | os.PathLike, precision: str | None = None, eval_names: list[str] | None = None) -> Predictor:
+def load_predictor(
+    path: str | os.PathLike, precision: str | None = None, eval_names: list[str] | None = None
+) -> Predictor:
     """The model at ``path``: a ``.ckpt``, a run folder (its best checkpoint) or an ``.onnx``."""
     file = resolve_checkpoint(path)
     if file.suffix == ".onnx":
