@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from handgestures.callbacks import tensorboard_writer
 from handgestures.checkpoint import describe_run
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.data.grouping import write_split_csv
 from handgestures.errors import UserError
 from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
 from handgestures.inference.card import write_model_card
@@ -132,6 +133,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # with the precision "auto" became
     info = run_name(cfg)
     resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
+    write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
