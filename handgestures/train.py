@@ -7,7 +7,6 @@ written after training (status ``trained``) and rewritten after the cross-evalua
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,8 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from handgestures.callbacks import tensorboard_writer
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.errors import UserError
+from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
+from handgestures.lifecycle import StopOnSignal
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
+from handgestures.resume import RandomStates, prepare_resume
+from handgestures.run_record import write_json  # noqa: F401 (strict JSON, atomic; also importable from here)
 from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here)
     AUTO_PRECISION,
     configure_process,
@@ -70,12 +74,6 @@ def run_name(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-
-
 def summary_table(metrics: dict[str, float], names: list[str]) -> str:
     lines = [f"{'set':<10} {'accuracy':>9} {'loss':>10}", "-" * 31]
     for name in names:
@@ -115,6 +113,7 @@ def build_run(
     )  # fmt: skip
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
+    callbacks += [RandomStates(), StopOnSignal(), *guard_callbacks(cfg, module.hparams.num_classes)]
     if cfg.trainer.get("enable_progress_bar") is False:  # the flag wins over a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -130,11 +129,12 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # with the precision "auto" became
     info = run_name(cfg)
+    resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -148,11 +148,16 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
+        "resumed_from": resume_from,
     }  # fmt: skip
+    watch = next(c for c in trainer.callbacks if isinstance(c, CollapseWatch))
+    result.update(collapse=watch.record(), last_checkpoint_usable=mark_last_checkpoint(out_dir, watch) is None)
     write_json(out_dir / "metrics.json", result)
+    if best is None:  # no epoch finished: an untrained network is never reported as the best
+        raise UserError(f"no training epoch finished (epochs={cfg.epochs}), so there is no best checkpoint to evaluate")
 
     eval_start = time.perf_counter()
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
     per_class = {

@@ -24,11 +24,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from handgestures.data.augment import KerasAugmentation
 from handgestures.data.augment.batch import KERAS_PARAM_NAMES  # noqa: F401  (re-exported: it lived here)
 from handgestures.data.cache import ImageSet
+from handgestures.data.samplers import EpochBatchSampler, EpochShuffle
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS, stratified_split
 from handgestures.runtime import back_with_huge_pages
@@ -150,16 +151,15 @@ class FingersDataModule(L.LightningDataModule):
 
     # ---- loaders ----------------------------------------------------------------------
     def _loader(self, dataset: IndexedImages, batch_size: int, shuffle: bool) -> DataLoader:
-        if shuffle:
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
-        else:
-            sampler = SequentialSampler(dataset)
+        # the shuffle is a function of (seed, epoch), so a resumed run replays the same order
+        sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
         return DataLoader(
             dataset,
-            sampler=BatchSampler(sampler, batch_size, drop_last=False),  # Keras keeps the last partial batch
+            sampler=EpochBatchSampler(sampler, batch_size, drop_last=False),  # Keras keeps the last partial batch
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # its draw per iterator leaves the global RNG alone
         )
 
     def train_dataloader(self) -> DataLoader:
