@@ -38,6 +38,7 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_config_precision,
     resolve_precision,
 )
+from handgestures.tb_layout import CONFUSION_TAG, final_metric_tags
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +188,10 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
 
 def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
     """HPARAMS with the real final metrics, and the test confusion matrix as an image."""
-    hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()}
+    hp_metrics = final_metric_tags(metrics)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams_of(cfg, info), metrics=hp_metrics)
     writer = tensorboard_writer(trainer)
     if writer is not None and "test" in confusion:
-        writer.add_figure("confusion/test", confusion_figure(confusion["test"], "test, best checkpoint"), 0)
+        writer.add_figure(CONFUSION_TAG, confusion_figure(confusion["test"], "test, best checkpoint"), 0)
         writer.flush()
