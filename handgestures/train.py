@@ -7,25 +7,34 @@ written after training (status ``trained``) and rewritten after the cross-evalua
 
 from __future__ import annotations
 
-import ctypes
-import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from handgestures.callbacks import tensorboard_writer
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.errors import UserError
+from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
+from handgestures.lifecycle import StopOnSignal
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
+from handgestures.resume import RandomStates, prepare_resume
+from handgestures.run_record import write_json  # noqa: F401 (strict JSON, atomic; also importable from here)
+from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here)
+    AUTO_PRECISION,
+    configure_process,
+    keep_freed_memory,
+    native_bf16,
+    resolve_config_precision,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,84 +50,6 @@ class FirstStepTimer(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.first_step_at is None:
             self.first_step_at = time.perf_counter()
-
-
-# glibc malloc: allocations up to 32 MiB come from the heap, and up to 1 GiB of freed heap
-# stays mapped instead of going back to the kernel.
-MALLOC_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
-MALLOC_TRIM_THRESHOLD = 2**30
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
-
-
-def keep_freed_memory() -> bool:
-    """Stop glibc from returning the activations' memory to the kernel after every step.
-
-    PyTorch's CPU tensors come from ``malloc``. With glibc's defaults, the megabyte-sized
-    activations of a step are ``mmap``-ed and unmapped, or trimmed off the heap top, at every
-    step, and the next step page-faults the same memory in again: about 8,000 page faults
-    per CarlosNet fp32 step and 87,000 per IvanNet fp32 step on this study. Keeping the
-    memory makes steps 1.1-1.9x faster (CarlosNet fp32 base 21 -> 13 ms, augmented 30 -> 16
-    ms; IvanNet fp32 434 -> 330 ms, bf16 134 -> 118 ms), and the numbers are unchanged. The
-    resident memory then stays near its peak, which it reaches at every step anyway. A no-op
-    (returns False) where the C library has no ``mallopt``.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1
-    ok = mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1 and ok
-    return ok
-
-
-AUTO_PRECISION = "auto"
-
-
-def native_bf16(device: str) -> bool:
-    """Whether ``device`` ("cpu" or "cuda") runs bf16 matrix products in hardware.
-
-    CPU: AVX-512 BF16 or AMX tiles (a CPU without them emulates bf16 and gets slower than
-    fp32). CUDA: compute capability 8.0 or newer, emulation excluded.
-    """
-    if device == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
-
-
-def resolve_precision(precision: Any, accelerator: Any = "auto") -> str:
-    """The Trainer precision a run uses: ``precision`` itself unless it is ``"auto"``.
-
-    ``"auto"`` (the default) is ``bf16-mixed`` on hardware with native bf16 and ``32-true``
-    elsewhere (MPS, older GPUs, CPUs without AVX-512 BF16/AMX). Six paired seeds of augmented
-    CarlosNet on the real images detect no accuracy lost to bf16-mixed (test 0.9747 against
-    0.9759 in fp32, standard error of the difference 0.0039; the README's "bf16 against
-    fp32"). On this project's AVX-512 BF16 CPU it trains IvanNet about 3.4x and CarlosNet
-    1.3-1.5x as fast as fp32 (the README's Performance table, two sittings of
-    ``scripts/benchmark.py``).
-    """
-    precision = str(precision)
-    if precision != AUTO_PRECISION:
-        return precision
-    accelerator = str(accelerator).lower()
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if native_bf16("cuda") else "32-true"
-    if accelerator == "auto" and torch.backends.mps.is_available():
-        return "32-true"
-    if accelerator in ("auto", "cpu"):
-        return "bf16-mixed" if native_bf16("cpu") else "32-true"
-    return "32-true"  # mps, tpu, ...: no evidence for bf16 there
-
-
-def resolve_config_precision(cfg: DictConfig) -> str:
-    """Replaces ``trainer.precision: auto`` in ``cfg`` by the precision the run will use."""
-    precision = resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto"))
-    with open_dict(cfg):
-        cfg.trainer.precision = precision
-    return precision
 
 
 def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
@@ -140,12 +71,6 @@ def run_name(cfg: DictConfig) -> dict[str, Any]:
         "data": choices.get("data") or ("augmented" if cfg.data.augment_train else "base"),
         "seed": int(cfg.seed),
     }
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
 
 
 def summary_table(metrics: dict[str, float], names: list[str]) -> str:
@@ -177,9 +102,7 @@ def build_run(
     ``train`` uses it, and so does ``scripts/benchmark.py`` (with timing callbacks added),
     so the benchmark measures exactly the objects a run trains with.
     """
-    resolve_config_precision(cfg)
-    if not keep_freed_memory():
-        log.debug("mallopt unavailable: the C library's default memory trimming stays")
+    configure_process(cfg)  # the one place "auto" precision is resolved
     L.seed_everything(int(cfg.seed), workers=True)
     datamodule = build_datamodule(cfg.data)
     net = instantiate(cfg.model)
@@ -189,6 +112,7 @@ def build_run(
     )  # fmt: skip
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
+    callbacks += [RandomStates(), StopOnSignal(), *guard_callbacks(cfg, module.hparams.num_classes)]
     if cfg.trainer.get("enable_progress_bar") is False:  # the flag wins over a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -201,15 +125,15 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "failed.json").unlink(missing_ok=True)  # left by an earlier failed attempt here
-    resolve_config_precision(cfg)  # config.yaml says which precision "auto" became here
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # with the precision "auto" became
     info = run_name(cfg)
-    datamodule, module, trainer = build_run(cfg)
+    resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
     fit_start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -224,11 +148,16 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
+        "resumed_from": resume_from,
     }  # fmt: skip
+    watch = next(c for c in trainer.callbacks if isinstance(c, CollapseWatch))
+    result.update(collapse=watch.record(), last_checkpoint_usable=mark_last_checkpoint(out_dir, watch) is None)
     write_json(out_dir / "metrics.json", result)
+    if best is None:  # no epoch finished: an untrained network is never reported as the best
+        raise UserError(f"no training epoch finished (epochs={cfg.epochs}), so there is no best checkpoint to evaluate")
 
     eval_start = time.perf_counter()
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
     per_class = {

@@ -12,16 +12,16 @@ run goes on uncached; the least recently used entries are pruned past a size lim
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from handgestures.runtime import HUGE_PAGE, back_with_huge_pages  # noqa: F401  (re-exported: they lived here)
 
 log = logging.getLogger(__name__)
 
@@ -51,46 +51,6 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-HUGE_PAGE = 2 * 2**20  # bytes: a transparent huge page on x86-64 and most arm64 kernels
-_MADV_HUGEPAGE, _MADV_COLLAPSE = 14, 25  # madvise advice numbers (linux/mman.h)
-
-
-def back_with_huge_pages(tensor: torch.Tensor) -> bool:
-    """Ask Linux to hold ``tensor``'s memory in 2 MB pages instead of 4 KB ones, in place.
-
-    Batches are gathered from random rows of the whole dataset, so with 4 KB pages nearly
-    every row costs TLB misses and page walks. In 2 MB pages CarlosNet's training loop ran
-    0.99-1.15x as fast (median 1.08x, five alternations of ``scripts/benchmark.py --override
-    data.huge_pages=false`` and ``=true``; the README's Performance section), most of the gain
-    inside the step, which has the TLB to itself. ``MADV_COLLAPSE`` (Linux 6.1+) rebuilds the
-    pages now, 0.55-0.58 s for the 281 MB of the real images (about 2 ms per MB),
-    and the values are untouched; it works when transparent huge pages are
-    ``always`` or ``madvise``, not ``never``. Only the whole 2 MB pages inside the tensor
-    change. Returns whether the kernel accepted; False (and nothing changes) elsewhere, for
-    tensors off the CPU and for tensors too small to hold one aligned huge page.
-    """
-    if not sys.platform.startswith("linux") or tensor.device.type != "cpu":
-        return False
-    storage = tensor.untyped_storage()
-    start, end = storage.data_ptr(), storage.data_ptr() + storage.nbytes()
-    first, last = -(-start // HUGE_PAGE) * HUGE_PAGE, end // HUGE_PAGE * HUGE_PAGE
-    if last <= first:
-        return False
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return False
-    madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-    # HUGEPAGE first: it keeps the range in huge pages later (after a fork, a swap-in)
-    if madvise(first, last - first, _MADV_HUGEPAGE) != 0:
-        log.debug("madvise(MADV_HUGEPAGE) refused: %s", os.strerror(ctypes.get_errno()))
-        return False
-    if madvise(first, last - first, _MADV_COLLAPSE) != 0:
-        log.debug("madvise(MADV_COLLAPSE) refused: %s", os.strerror(ctypes.get_errno()))
-        return False
-    return True
 
 
 def default_cache_dir() -> Path:
