@@ -19,9 +19,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from handgestures.callbacks import tensorboard_writer
+from handgestures.checkpoint import describe_run
 from handgestures.data.datamodule import FingersDataModule
 from handgestures.errors import UserError
 from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
+from handgestures.inference.card import write_model_card
 from handgestures.lifecycle import StopOnSignal
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
@@ -109,6 +111,7 @@ def build_run(
     module = HandGestureClassifier(
         net, optimizer=instantiate(cfg.optimizer), num_classes=int(cfg.model.get("num_classes", 6)),
         eval_names=datamodule.eval_names, channels_last=bool(cfg.channels_last),
+        **describe_run(cfg),  # net_spec + description: self-describing checkpoints
     )  # fmt: skip
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
@@ -176,6 +179,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     print(
         f"\n{info['model']} / {info['data']} / seed {info['seed']} -> {out_dir}\n{summary_table(metrics, eval_names)}"
     )
+    write_model_card(out_dir)  # MODEL_CARD.md, from the files just written
     return metrics
 
 
