@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from handgestures.callbacks import tensorboard_writer
 from handgestures.checkpoint import describe_run
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.data.grouping import write_split_csv
 from handgestures.errors import UserError
 from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
 from handgestures.inference.card import write_model_card
@@ -37,6 +38,7 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_config_precision,
     resolve_precision,
 )
+from handgestures.tb_layout import CONFUSION_TAG, final_metric_tags
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # with the precision "auto" became
     info = run_name(cfg)
     resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
+    write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
@@ -185,10 +188,10 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
 
 def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
     """HPARAMS with the real final metrics, and the test confusion matrix as an image."""
-    hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()}
+    hp_metrics = final_metric_tags(metrics)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams_of(cfg, info), metrics=hp_metrics)
     writer = tensorboard_writer(trainer)
     if writer is not None and "test" in confusion:
-        writer.add_figure("confusion/test", confusion_figure(confusion["test"], "test, best checkpoint"), 0)
+        writer.add_figure(CONFUSION_TAG, confusion_figure(confusion["test"], "test, best checkpoint"), 0)
         writer.flush()

@@ -29,10 +29,11 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from handgestures.data.augment import KerasAugmentation
 from handgestures.data.augment.batch import KERAS_PARAM_NAMES  # noqa: F401  (re-exported: it lived here)
 from handgestures.data.cache import ImageSet
+from handgestures.data.grouping import SPLIT_KINDS, make_split
 from handgestures.data.problems import check_splits
 from handgestures.data.samplers import EpochBatchSampler, EpochShuffle
 from handgestures.data.sources import load_images
-from handgestures.data.split import SPLITS, stratified_split
+from handgestures.data.split import SPLITS
 from handgestures.runtime import back_with_huge_pages
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ class FingersDataModule(L.LightningDataModule):
             plus ``fill_mode``, ``cval`` and ``semantics`` (``keras2`` or ``keras3``).
             Used for augmented training and for the fixed augmented evaluation views.
         split_seed: seed of the stratified split; independent of the training seed.
+        split: ``random`` (the study's) or ``grouped`` (near-duplicate groups kept inside one
+            split: :mod:`handgestures.data.grouping`, whose parameters ``grouping`` holds).
         seed: seed of the training shuffle and of the training augmentation draws.
         eval_view_seed: seed of the fixed augmented evaluation views.
         huge_pages: hold the dataset in 2 MB pages on Linux (see
@@ -113,6 +116,8 @@ class FingersDataModule(L.LightningDataModule):
         on_error: str = "raise",
         report_dir: str | None = None,
         cache_max_gb: float | None = None,
+        split: str = "random",
+        grouping: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.augmentation = KerasAugmentation(augmentation, seed)  # checks the parameter names
@@ -120,6 +125,9 @@ class FingersDataModule(L.LightningDataModule):
             raise ValueError("augment_train is true but no augmentation parameters are configured")
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
+        if split not in SPLIT_KINDS:
+            raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {split!r}")
+        self.split, self.grouping, self.groups = split, dict(grouping or {}), None
         if root == "":
             raise ValueError("root is empty (an unset variable?): give a folder of Fingers PNGs, or None for the built-in hands")
         self.root = os.path.expanduser(root) if root is not None else None
@@ -155,7 +163,7 @@ class FingersDataModule(L.LightningDataModule):
         if self.splits:
             return
         data = self._load()
-        self.split_indices = stratified_split(data.labels, data.hands, seed=self.split_seed, together=data.twins)
+        self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping)
         check_splits(self.split_indices, data.labels)
         self.splits = {k: IndexedImages(data, idx) for k, idx in self.split_indices.items()}
         if self.augmentation:
