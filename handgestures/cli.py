@@ -35,7 +35,6 @@ _jobs_run = 0  # a multirun sweep calls run_job once per job, in one process
 
 def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
-    validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     with open_dict(cfg):
@@ -45,6 +44,7 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     start = started_at if started_at is not None and _jobs_run == 0 else time.perf_counter()
     _jobs_run += 1
     try:
+        validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
         folder = Path(cfg.paths.output_dir)
