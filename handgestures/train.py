@@ -20,9 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from handgestures import run_record as rr
 from handgestures.callbacks import tensorboard_writer
+from handgestures.checkpoint import describe_run
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.data.grouping import write_split_csv
 from handgestures.errors import UserError
 from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
+from handgestures.inference.card import write_model_card
 from handgestures.lifecycle import StopOnSignal
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
@@ -36,6 +39,7 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_config_precision,
     resolve_precision,
 )
+from handgestures.tb_layout import CONFUSION_TAG, final_metric_tags
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,7 @@ def build_run(
     module = HandGestureClassifier(
         net, optimizer=instantiate(cfg.optimizer), num_classes=int(cfg.model.get("num_classes", 6)),
         eval_names=datamodule.eval_names, channels_last=bool(cfg.channels_last),
+        **describe_run(cfg),  # net_spec + description: self-describing checkpoints
     )  # fmt: skip
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
@@ -131,6 +136,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
     OmegaConf.save(cfg, out_dir / rr.CONFIG_FILE, resolve=True)  # with the precision "auto" became
     info = run_name(cfg)
+    write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
@@ -146,6 +152,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         rr.KEY_EPOCHS_RUN: trainer.current_epoch,
         rr.KEY_BEST_CHECKPOINT: best,
         rr.KEY_BEST_VAL_ACC: float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        "data_source": datamodule.data.source if datamodule.data is not None else None,
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
@@ -163,7 +170,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
     per_class = {
-        k: {CLASS_NAMES[i]: (row[i] / max(1, sum(row))) for i, row in enumerate(m)} for k, m in confusion.items()
+        k: {CLASS_NAMES[i]: (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(m)}  # None: no images
+        for k, m in confusion.items()
     }
     result.update(
         status=rr.STATUS_DONE, metrics=metrics, per_class_acc=per_class, confusion=confusion,
@@ -177,15 +185,16 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     print(
         f"\n{info['model']} / {info['data']} / seed {info['seed']} -> {out_dir}\n{summary_table(metrics, eval_names)}"
     )
+    write_model_card(out_dir)  # MODEL_CARD.md, from the files just written
     return metrics
 
 
 def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
     """HPARAMS with the real final metrics, and the test confusion matrix as an image."""
-    hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()}
+    hp_metrics = final_metric_tags(metrics)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams_of(cfg, info), metrics=hp_metrics)
     writer = tensorboard_writer(trainer)
     if writer is not None and "test" in confusion:
-        writer.add_figure("confusion/test", confusion_figure(confusion["test"], "test, best checkpoint"), 0)
+        writer.add_figure(CONFUSION_TAG, confusion_figure(confusion["test"], "test, best checkpoint"), 0)
         writer.flush()
