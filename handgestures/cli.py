@@ -25,6 +25,7 @@ from handgestures.lifecycle import Interrupted, guarded, log_to_file
 from handgestures.resume import resumed_config
 from handgestures.run_record import EXIT_ERROR, FAILED_FILE
 from handgestures.train import run_name, train
+from handgestures.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     start = started_at if started_at is not None and _jobs_run == 0 else time.perf_counter()
     _jobs_run += 1
     try:
+        validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
         folder = Path(cfg.paths.output_dir)

@@ -48,7 +48,7 @@ KEY_BEST_VAL_ACC = "best_val_acc"
 KEY_COLLAPSE = "collapse"  # {"epoch", "before", "after", "best_epoch"} or absent
 KEY_LAST_CHECKPOINT_USABLE = "last_checkpoint_usable"  # false after a collapse
 KEY_DIVERGENCE = "divergence"  # {"epoch", "batch", "loss"} or absent
-KEY_RESUMED_FROM = "resumed_from"  # list of checkpoints the run was resumed from
+KEY_RESUMED_FROM = "resumed_from"  # the checkpoint this attempt resumed from, or null
 KEY_RESUME_COMMAND = "resume_command"
 KEY_EXIT_CODE = "exit_code"
 
