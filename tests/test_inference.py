@@ -90,6 +90,8 @@ def test_a_checkpoint_that_would_run_code_runs_nothing_and_is_refused(tmp_path, 
     torch.save({"state_dict": {}, "hyper_parameters": {"x": RunsCode(marker)}}, evil)
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_module(evil)
+    with pytest.raises(Exception, match="Weights only load failed"):  # torch's weights_only default
+        HandGestureClassifier.load_from_checkpoint(evil)
     for runner, cfg in ((run_predict, {"ckpt": str(evil), "inputs": str(tmp_path), "output": "text", "batch_size": 8}),
                         (run_eval, {"ckpt": str(evil), "data": {"root": None}, "output_dir": str(tmp_path)})):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
