@@ -14,6 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from handgestures import threads
+from handgestures.distributed import check_launch, process_count
 from handgestures.train import train
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ _jobs_run = 0  # a multirun sweep calls run_job once per job, in one process
 def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
     hydra_cfg = HydraConfig.get()
+    check_launch(cfg, hydra_cfg.mode == RunMode.MULTIRUN)  # before anything is trained
+    threads.apply_for_job(processes=process_count(cfg.trainer), hydra_cfg=hydra_cfg)
     with open_dict(cfg):
         cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
     global _jobs_run

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from handgestures.callbacks import tensorboard_writer
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.distributed import is_rank_zero
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
 
@@ -124,7 +125,7 @@ def resolve_config_precision(cfg: DictConfig) -> str:
 def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
     """Images seen in training (limit_train_batches honoured; the last batch may be partial)."""
     n, batch = len(datamodule.splits["train"]), datamodule.batch_size
-    per_epoch = min(n, int(trainer.num_training_batches) * batch)
+    per_epoch = min(n, int(trainer.num_training_batches) * batch * trainer.world_size)  # DDP: all processes
     return per_epoch * trainer.current_epoch
 
 
@@ -199,10 +200,13 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     """Train, checkpoint, cross-evaluate the best checkpoint; returns the final metrics."""
     started_at = started_at or time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
+    writes = is_rank_zero()  # DDP: the run folder is rank 0's alone
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "failed.json").unlink(missing_ok=True)  # left by an earlier failed attempt here
+    if writes:
+        (out_dir / "failed.json").unlink(missing_ok=True)  # left by an earlier failed attempt here
     resolve_config_precision(cfg)  # config.yaml says which precision "auto" became here
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    if writes:
+        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     info = run_name(cfg)
     datamodule, module, trainer = build_run(cfg)
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
@@ -224,7 +228,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
     }  # fmt: skip
-    write_json(out_dir / "metrics.json", result)
+    if writes:
+        write_json(out_dir / "metrics.json", result)
 
     eval_start = time.perf_counter()
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -238,7 +243,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         eval_seconds=round(time.perf_counter() - eval_start, 2),
         wall_seconds=round(time.perf_counter() - started_at, 2),
     )  # fmt: skip
-    write_json(out_dir / "metrics.json", result)
+    if writes:
+        write_json(out_dir / "metrics.json", result)
     log_final(trainer, cfg, info, metrics, module.confusion)
     log.info("results of %s on %s (seed %d), best checkpoint:\n%s", info["model"], info["data"], info["seed"],
              summary_table(metrics, eval_names))  # fmt: skip

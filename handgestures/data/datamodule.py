@@ -29,6 +29,7 @@ from handgestures.data.augment import apply_keras_transform, sample_keras_params
 from handgestures.data.cache import ImageSet, back_with_huge_pages
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS, stratified_split
+from handgestures.distributed import eval_batches
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +171,12 @@ class FingersDataModule(L.LightningDataModule):
             sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
         else:
             sampler = SequentialSampler(dataset)
+        batches = BatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
+        if not shuffle:  # several processes: each evaluates its own share, no image twice
+            batches = eval_batches(len(dataset), batch_size, self.trainer) or batches
         return DataLoader(
             dataset,
-            sampler=BatchSampler(sampler, batch_size, drop_last=False),  # Keras keeps the last partial batch
+            sampler=batches,
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
