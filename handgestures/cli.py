@@ -1,13 +1,18 @@
-"""What the Hydra entry points share: run one job, and keep a sweep going past a failure."""
+"""What the Hydra entry points share: run one job, and keep a sweep going past a failure.
+
+Exit codes: 0 done; 1 for an expected error (one message, no traceback: that goes to the
+run's log and failed.json), a diverged run, or a sweep with failed jobs; 130/143 for
+SIGINT/SIGTERM (a sweep launches no further job). Anything else is a bug and keeps its
+traceback (Hydra prints it, exit 1).
+"""
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
+import sys
 import time
-import traceback
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -15,8 +20,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from handgestures import threads
-from handgestures.distributed import check_launch, process_count
-from handgestures.train import train
+from handgestures.distributed import check_launch, follow_rank_zero, is_rank_zero, process_count
+from handgestures.errors import UserError
+from handgestures.guards import RunDiverged
+from handgestures.lifecycle import Interrupted, guarded, log_to_file
+from handgestures.resume import resumed_config
+from handgestures.run_record import EXIT_ERROR, FAILED_FILE
+from handgestures.train import run_name, train
+from handgestures.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +38,8 @@ _jobs_run = 0  # a multirun sweep calls run_job once per job, in one process
 def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
     hydra_cfg = HydraConfig.get()
-    check_launch(cfg, hydra_cfg.mode == RunMode.MULTIRUN)  # before anything is trained
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    check_launch(cfg, multirun)  # a multirun that would start DDP itself stops here, before anything trains
     threads.apply_for_job(processes=process_count(cfg.trainer), hydra_cfg=hydra_cfg)
     with open_dict(cfg):
         cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
@@ -36,16 +48,28 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     start = started_at if started_at is not None and _jobs_run == 0 else time.perf_counter()
     _jobs_run += 1
     try:
-        metrics = train(cfg, start)
+        validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
+        if cfg.get("resume"):
+            cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
+        folder = Path(cfg.paths.output_dir)
+        resume, overwrite = bool(cfg.get("resume")), bool(cfg.get("overwrite", False))
+        if is_rank_zero():
+            metrics = guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
+        else:  # DDP: the first process keeps the run folder; the others train and evaluate, writing nothing
+            metrics = follow_rank_zero(cfg)
+    except Interrupted as err:
+        raise SystemExit(err.exit_code) from None  # a sweep launches no further job
     except Exception as err:
-        if hydra_cfg.mode != RunMode.MULTIRUN:
-            raise
-        out_dir = Path(hydra_cfg.runtime.output_dir)
-        (out_dir / "failed.json").write_text(
-            json.dumps({"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}, indent=2)
-        )
-        log.error("job %s failed (%s); the sweep goes on. Details: %s", out_dir.name, err, out_dir / "failed.json")
-        return math.nan
+        log_to_file(f"{type(err).__name__}: {err}", err)
+        if multirun:
+            folder = Path(hydra_cfg.runtime.output_dir)
+            log.error("job %s failed (%s); the sweep goes on. Details: %s", folder.name, err, folder / FAILED_FILE)
+            return math.nan
+        if isinstance(err, UserError):
+            print(f"error: {err}", file=sys.stderr)
+        if isinstance(err, (UserError, RunDiverged)):
+            raise SystemExit(getattr(err, "exit_code", EXIT_ERROR)) from None
+        raise
     finally:
         gc.collect()  # a sweep runs its jobs in one process: free this job's data before the next
     return metrics.get(OPTIMIZED_METRIC, math.nan)

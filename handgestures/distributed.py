@@ -165,9 +165,66 @@ class UnpaddedDistributedBatchSampler(DistributedSampler):
         return math.ceil(self.num_samples / self.batch_size)
 
 
-def eval_batches(length: int, batch_size: int, trainer: Any | None) -> UnpaddedDistributedBatchSampler | None:
-    """The unpadded sampler when ``trainer`` runs several processes, else None (keep the plain one)."""
+class DistributedTrainBatches(DistributedSampler):
+    """Rank r's share of each epoch's training batches: batches r, r + R, r + 2R, ... .
+
+    ``batches`` (the datamodule's epoch-seeded batch sampler) gives every rank the same
+    batches of an epoch; the shorter ranks repeat the epoch's first batches so that all take
+    the same number of steps (DDP reduces the gradients at every step). ``set_epoch`` reaches
+    the inner shuffle, which Lightning's own wrapper would not pass on.
+    """
+
+    def __init__(self, batches: Any, num_replicas: int, rank: int) -> None:
+        super().__init__(range(len(batches)), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = list(self.batches)
+        if not epoch:
+            return iter([])
+        padded = [epoch[i % len(epoch)] for i in range(len(self) * self.num_replicas)]
+        return iter(padded[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.num_replicas)
+
+
+def distributed_batches(batches: Any, trainer: Any | None, train: bool) -> Any:
+    """``batches`` itself in one process; under DDP this process's share (every image once in evaluation)."""
     world = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
     if world <= 1:
-        return None
-    return UnpaddedDistributedBatchSampler(length, batch_size, world, int(trainer.global_rank))
+        return batches
+    rank = int(trainer.global_rank)
+    if train:
+        return DistributedTrainBatches(batches, world, rank)
+    return UnpaddedDistributedBatchSampler(len(batches.sampler), batches.batch_size, world, rank)
+
+def follow_rank_zero(cfg: Any) -> dict[str, float]:
+    """What a DDP process other than the first runs instead of ``train``: the same collective steps.
+
+    It fits (from the same checkpoint when resuming) and cross-evaluates the best checkpoint
+    as rank 0 does, so that every collective operation has all its processes, and writes
+    nothing: no run folder lock, record or checkpoint (Lightning saves from rank 0 only).
+    """
+    from pathlib import Path
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from handgestures import run_record as rr
+    from handgestures.train import build_run
+
+    datamodule, module, trainer = build_run(cfg)
+    last = Path(cfg.paths.output_dir) / rr.CHECKPOINT_DIR / rr.LAST_CHECKPOINT
+    resume_from = str(last) if cfg.get("resume") and last.is_file() else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    if best is None:
+        return {}
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in datamodule.eval_names}

@@ -9,7 +9,7 @@ reduced once per epoch rather than synchronised every step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -38,18 +38,31 @@ class HandGestureClassifier(L.LightningModule):
             ``<name>/acc`` and ``<name>/loss``.
         channels_last: keep weights and activations in channels-last layout (faster
             convolutions on CPU with bf16, and on GPUs).
+        net_spec: the network as Hydra ``_target_`` + arguments; saved in checkpoints, and
+            ``net`` is built from it when omitted, so ``load_from_checkpoint(path)`` needs
+            no other argument (see :mod:`handgestures.checkpoint`).
+        description: what a checkpoint says about its run (classes, preprocessing, data,
+            seed, epochs, precision, version: :func:`handgestures.checkpoint.describe_run`).
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | None = None,
         optimizer: OptimizerFactory | None = None,
         num_classes: int = 6,
         eval_names: Sequence[str] = ("test",),
         channels_last: bool = True,
+        net_spec: Mapping[str, Any] | None = None,
+        description: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
+        if net is None:
+            if net_spec is None:
+                raise ValueError("HandGestureClassifier needs a net, or a net_spec (_target_ + arguments) to build it")
+            from handgestures.checkpoint import build_net
+
+            net = build_net(net_spec)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer or _sgd
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -158,6 +171,13 @@ class HandGestureClassifier(L.LightningModule):
             self.confusion[name] = self.eval_confusion[key].compute().cpu()
             for metrics in (self.eval_acc, self.eval_loss, self.eval_confusion):
                 metrics[key].reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Adds the split sizes the run used to the checkpoint's description."""
+        hparams = checkpoint.get("hyper_parameters") or {}
+        splits = getattr(getattr(self._trainer, "datamodule", None), "splits", None)
+        if hparams.get("description") is not None and splits:
+            hparams["description"] = {**hparams["description"], "split_sizes": {k: len(v) for k, v in splits.items()}}
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -52,6 +52,29 @@ def curves_figure(rows: Sequence[Mapping[str, float]], title: str = "") -> plt.F
     return fig
 
 
+def seeds_figure(runs: Sequence, title: str) -> plt.Figure:
+    """Learning curves of several seeds overlaid: train solid, val dashed, one colour per seed.
+
+    ``runs``: objects with ``seed`` and ``epochs`` (epochs.csv rows), like ``report.Run``.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    for i, run in enumerate(r for r in runs if r.epochs):
+        epochs = [int(row["epoch"]) for row in run.epochs]
+        for ax, metric in zip(axes, ("acc", "loss"), strict=True):
+            for split, style in (("train", "-"), ("val", "--")):
+                ax.plot(epochs, [row[f"{split}/{metric}"] for row in run.epochs], style, marker="o", ms=3,
+                        color=f"C{i % 10}", label=f"seed {run.seed}" if split == "train" else None)  # fmt: skip
+    for ax, label in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig: plt.Figure, path) -> None:
     fig.savefig(path)
     plt.close(fig)

@@ -11,170 +11,29 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
-import re
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.ticker import MaxNLocator
-from omegaconf import OmegaConf
-
-from handgestures.plots import confusion_figure, curves_figure, plt, save_figure
-
-MODELS = {"carlosnet": "CarlosNet", "ivannet": "IvanNet"}
-DATASETS = ("base", "augmented")
-RUN_NAME = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<data>[a-z0-9_]+)-seed(?P<seed>\d+)")
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    title: str
-    columns: tuple[tuple[str, str], ...]  # (header, key in metrics.json's "metrics")
-    rows: tuple[tuple[str, str, str], ...]  # (label, model, data)
-
-
-TABLES = (
-    Table("base", "Base dataset", (
-        ("acc train", "train/acc"), ("acc val", "val/acc"), ("acc test", "test/acc"),
-        ("loss train", "train/loss"), ("loss val", "val/loss"), ("loss test", "test/loss"),
-    ), (("CarlosNet", "carlosnet", "base"), ("IvanNet", "ivannet", "base"))),
-    Table("augmented", "Augmented dataset", (
-        ("acc train_aug", "train_aug/acc"), ("acc val", "val/acc"), ("acc test", "test/acc"),
-        ("loss train_aug", "train_aug/loss"), ("loss val", "val/loss"), ("loss test", "test/loss"),
-    ), (("CarlosNet", "carlosnet", "augmented"), ("IvanNet", "ivannet", "augmented"))),
-    Table("generalisation", "Generalisation (accuracy on augmented views)", (
-        ("acc train_aug", "train_aug/acc"), ("acc val_aug", "val_aug/acc"), ("acc test_aug", "test_aug/acc"),
-    ), (("CarlosNet, base", "carlosnet", "base"), ("CarlosNet, augmented", "carlosnet", "augmented"),
-        ("IvanNet, base", "ivannet", "base"), ("IvanNet, augmented", "ivannet", "augmented"))),
-)  # fmt: skip
-
-# The published reference: the slides' tables (STUDY.md), single runs, values in column order.
-SLIDES: dict[str, dict[str, tuple[float, ...]]] = {
-    "base": {
-        "CarlosNet": (1.0, 1.0, 0.9994, 0.0014, 0.0012, 0.0031),
-        "IvanNet": (1.0, 1.0, 1.0, 2.8292e-5, 2.076e-5, 5.825e-5),
-    },
-    "augmented": {
-        "CarlosNet": (0.9587, 0.9586, 0.9767, 0.1272, 0.1099, 0.0647),
-        "IvanNet": (0.9823, 0.9942, 0.9955, 0.0455, 0.0017, 0.00955),
-    },
-    "generalisation": {
-        "CarlosNet, base": (0.1972, 0.1978, 0.1917),
-        "CarlosNet, augmented": (0.9587, 0.9586, 0.9767),
-        "IvanNet, base": (0.1981, 0.1975, 0.1997),
-        "IvanNet, augmented": (0.9823, 0.9942, 0.9955),
-    },
-}
+from handgestures.plots import confusion_figure, curves_figure, save_figure, seeds_figure
+from handgestures.runs import (  # noqa: F401  (re-exported: they lived here)
+    RUN_NAME,
+    Run,
+    find_run_folders,
+    load_run,
+    load_runs,
+    read_epochs,
+    read_identity,
+    sort_key,
+)
+from handgestures.study import DATASETS, MODELS, SLIDES, TABLES, Table  # noqa: F401
 
 RUN_FIELDS = ("epochs_run", "best_val_acc", "fit_seconds", "startup_seconds", "train_images_per_second",
               "eval_seconds", "wall_seconds")  # fmt: skip
-
-
-# ---------------------------------------------------------------------------- loading runs
-
-
-@dataclass
-class Run:
-    folder: Path
-    model: str
-    data: str
-    seed: int | None
-    status: str  # done | trained (not evaluated) | failed | incomplete (no result file)
-    info: dict[str, Any] = field(default_factory=dict)  # metrics.json
-    error: str | None = None  # failed.json's error, first line
-    epochs: list[dict[str, float]] = field(default_factory=list)  # epochs.csv
-    figures: dict[str, str] = field(default_factory=dict)  # kind -> file name under figures/
-
-    @property
-    def name(self) -> str:
-        return f"{self.model}-{self.data}-seed{self.seed if self.seed is not None else '?'}"
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return self.info.get("metrics", {}) if self.status == "done" else {}
-
-    @cached_property
-    def precision(self) -> str | None:
-        """The Trainer precision the run used: metrics.json's, else its saved config's."""
-        if self.info.get("precision"):
-            return str(self.info["precision"])
-        for config in (self.folder / "config.yaml", self.folder / ".hydra" / "config.yaml"):
-            if config.is_file():
-                value = OmegaConf.select(OmegaConf.load(config), "trainer.precision")
-                return None if value is None else str(value)
-        return None
-
-
-def find_run_folders(runs_dir: Path) -> list[Path]:
-    found = set()
-    for path in runs_dir.rglob("*"):
-        if path.name in ("metrics.json", "failed.json") and path.is_file():
-            found.add(path.parent)
-        elif path.name == "config.yaml" and path.parent.name == ".hydra":
-            found.add(path.parent.parent)
-    return sorted(found)
-
-
-def read_identity(folder: Path) -> dict[str, Any]:
-    """model, data and seed of a run without metrics.json: from Hydra's files, else the folder name."""
-    match = RUN_NAME.match(folder.name)
-    ident: dict[str, Any] = {"model": "?", "data": "?", "seed": None}
-    if match:
-        ident = {"model": match["model"], "data": match["data"], "seed": int(match["seed"])}
-    hydra_file = folder / ".hydra" / "hydra.yaml"
-    if hydra_file.is_file():
-        choices = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices") or {}
-        ident.update({k: choices[k] for k in ("model", "data") if choices.get(k)})
-    for config in (folder / "config.yaml", folder / ".hydra" / "config.yaml"):
-        if config.is_file():
-            seed = OmegaConf.load(config).get("seed")
-            if isinstance(seed, int):
-                ident["seed"] = seed
-            break
-    return ident
-
-
-def read_epochs(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()} for row in csv.DictReader(fh)
-        ]
-
-
-def load_run(folder: Path) -> Run:
-    metrics_file, failed_file = folder / "metrics.json", folder / "failed.json"
-    info = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    ident = {k: info[k] for k in ("model", "data", "seed") if k in info} if info else read_identity(folder)
-    error = None
-    # a failure counts unless a later run in the same folder finished (a stale failed.json)
-    if failed_file.is_file() and not (info and metrics_file.stat().st_mtime > failed_file.stat().st_mtime):
-        status = "failed"
-        lines = str(json.loads(failed_file.read_text()).get("error", "")).strip().splitlines()
-        error = lines[0] if lines else "unknown error"
-    else:
-        status = info.get("status", "incomplete") if info else "incomplete"
-    return Run(folder, str(ident["model"]), str(ident["data"]), ident.get("seed"), status, info, error,
-               read_epochs(folder / "epochs.csv"))  # fmt: skip
-
-
-def sort_key(run: Run) -> tuple:
-    order = list(MODELS)
-    return (order.index(run.model) if run.model in order else len(order), run.model,
-            DATASETS.index(run.data) if run.data in DATASETS else len(DATASETS), run.data,
-            run.seed if run.seed is not None else -1, str(run.folder))  # fmt: skip
-
-
-def load_runs(runs_dir: Path) -> list[Run]:
-    return sorted((load_run(folder) for folder in find_run_folders(runs_dir)), key=sort_key)
 
 
 # ---------------------------------------------------------------------------- aggregating
@@ -186,6 +45,8 @@ class Cell:
     std: float | None  # sample standard deviation over seeds; None with fewer than 2
     n: int
     slides: float
+    # further statistics of the same values (e.g. a confidence interval) belong here, as fields
+    # with defaults, and in fmt_cell / table_rows
 
 
 def stats(values: list[float]) -> tuple[float | None, float | None, int]:
@@ -286,7 +147,13 @@ def study_table_md(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) 
         rows.append([f"**{label}**", row_status(groups.get((model, data), []))]
                     + [fmt_cell(c, key) for c, (_, key) in zip(cells[label], table.columns, strict=True)])  # fmt: skip
         rows.append([f"*{label}, slides*", ""] + [f"*{c.slides}*" for c in cells[label]])
+    rows += extra_rows_md(table, runs)
     return markdown_table(["", "runs"] + [h for h, _ in table.columns], rows)
+
+
+def extra_rows_md(table: Table, runs: list[Run]) -> list[list[str]]:
+    """Rows a table shows below the study's own (none yet: the place for baselines and the like)."""
+    return []
 
 
 def runs_table_md(runs: list[Run], out_dir: Path) -> str:
@@ -326,7 +193,7 @@ def report_md(runs: list[Run], tables: dict[str, dict[str, list[Cell]]], out_dir
         "# Hand-gesture study: results",
         f"{len(runs)} runs found under `{runs_dir}` (seeds {', '.join(map(str, seeds)) or 'none'}). "
         "Values are the best checkpoint's, mean ± sample standard deviation over the evaluated seeds "
-        "(a plain value when n=1); *slides* rows are the published single runs (STUDY.md). "
+        "(a plain value when n=1); *slides* rows are the published single runs (docs/study.md). "
         "*train_aug* / *val_aug* / *test_aug* are the fixed augmented views of each split.",
     ]
     issues = problems(runs)
@@ -383,26 +250,6 @@ def table_rows(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) -> l
              "n": cell.n, "slides": cell.slides, "runs": row_status(groups.get((model, data), [])).replace("*", "")}
             for label, model, data in table.rows
             for cell, (_, key) in zip(cells[label], table.columns, strict=True)]  # fmt: skip
-
-
-def seeds_figure(runs: list[Run], title: str) -> plt.Figure:
-    """Learning curves of several seeds overlaid: train solid, val dashed, one colour per seed."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
-    for i, run in enumerate(r for r in runs if r.epochs):
-        epochs = [int(row["epoch"]) for row in run.epochs]
-        for ax, metric in zip(axes, ("acc", "loss"), strict=True):
-            for split, style in (("train", "-"), ("val", "--")):
-                ax.plot(epochs, [row[f"{split}/{metric}"] for row in run.epochs], style, marker="o", ms=3,
-                        color=f"C{i % 10}", label=f"seed {run.seed}" if split == "train" else None)  # fmt: skip
-    for ax, label in zip(axes, ("accuracy", "loss"), strict=True):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def write_figures(runs: list[Run], figures_dir: Path) -> None:

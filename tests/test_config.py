@@ -9,7 +9,7 @@ from helpers import ROOT, compose_train
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-import handgestures.train as train_module
+import handgestures.runtime as runtime_module
 from handgestures.train import build_datamodule, resolve_config_precision, resolve_precision
 
 
@@ -81,9 +81,9 @@ def test_trainer_group_lists_every_trainer_argument(tmp_path):
     ],
 )  # fmt: skip
 def test_auto_precision_follows_the_hardware(monkeypatch, accelerator, cuda, mps, bf16, expected):
-    monkeypatch.setattr(train_module.torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(train_module.torch.backends.mps, "is_available", lambda: mps)
-    monkeypatch.setattr(train_module, "native_bf16", lambda device: bf16[device])
+    monkeypatch.setattr(runtime_module.torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(runtime_module.torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(runtime_module, "native_bf16", lambda device: bf16[device])
     assert resolve_precision("auto", accelerator) == expected
     for explicit in ("32-true", "bf16-mixed", "16-mixed"):  # anything else is passed through untouched
         assert resolve_precision(explicit, accelerator) == explicit
@@ -94,4 +94,4 @@ def test_native_bf16_probe_matches_the_cpu_flags():
     if not cpuinfo.is_file():
         pytest.skip("needs /proc/cpuinfo")
     flags = cpuinfo.read_text().split()
-    assert train_module.native_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)
+    assert runtime_module.native_bf16("cpu") == ("avx512_bf16" in flags or "amx_bf16" in flags)

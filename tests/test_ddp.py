@@ -24,6 +24,7 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from handgestures.distributed import (
+    DistributedTrainBatches,
     UnpaddedDistributedBatchSampler,
     check_launch,
     global_rank,
@@ -184,6 +185,14 @@ def test_unpadded_sampler_gives_every_index_once(length, batch, replicas):
         assert len(batches) == len(s) and all(0 < len(b) <= batch for b in batches)
 
 
+@given(batches=st.integers(0, 20), replicas=st.integers(1, 4))
+def test_train_batches_split_evenly_and_cover_the_epoch(batches, replicas):
+    epoch = BatchSampler(SequentialSampler(range(batches * 3)), 3, drop_last=False)
+    shares = [list(DistributedTrainBatches(epoch, replicas, r)) for r in range(replicas)]
+    assert len({len(s) for s in shares}) == 1  # the same number of steps on every rank
+    assert sorted({i for s in shares for b in s for i in b}) == list(range(batches * 3))
+
+
 def test_lightnings_padded_default_would_count_images_twice():
     """What the unpadded sampler avoids: Lightning's wrapper repeats a batch of the 36-image val split."""
     plain = BatchSampler(SequentialSampler(range(36)), 16, drop_last=False)
@@ -205,6 +214,11 @@ def test_datamodule_uses_the_unpadded_sampler_under_ddp(tmp_path):
     loaders = [datamodule.val_dataloader(), *datamodule.test_dataloader()]
     assert all(isinstance(dl.sampler, UnpaddedDistributedBatchSampler) for dl in loaders)
     assert eval_indices(loaders[0].sampler) == list(range(1, 36, 2))
-    assert not isinstance(datamodule.train_dataloader().sampler, UnpaddedDistributedBatchSampler)
+    train = datamodule.train_dataloader().sampler
+    assert isinstance(train, DistributedTrainBatches) and len(train) == 3  # 168 images: 6 batches of 32 over 2
+    train.set_epoch(1)
+    epoch1 = eval_indices(train)
+    train.set_epoch(2)
+    assert eval_indices(train) != epoch1  # the inner shuffle follows the epoch
     datamodule.trainer = None
     assert isinstance(datamodule.val_dataloader().sampler, BatchSampler)  # one process: as before

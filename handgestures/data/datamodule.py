@@ -5,10 +5,11 @@ Design, for speed on a small CPU:
   one fancy-index gather of the uint8 tensor, so there is no per-image Python work and no
   float copy of the dataset;
 * that tensor is held in 2 MB pages where Linux allows (``huge_pages``): batches gather
-  random rows of it, and with 4 KB pages CarlosNet's training loop ran about 1.08x slower;
+  random rows of it, which costs TLB misses with 4 KB pages;
 * pixels are scaled to [0, 1] exactly once, after the batch reaches its device;
-* Keras augmentation is one batched warp per training batch on that device, with
-  parameters drawn per image from a seeded generator;
+* Keras augmentation (one :class:`~handgestures.data.augment.KerasAugmentation`) is one
+  batched warp per training batch on that device, with parameters drawn per image from a
+  seeded generator;
 * the evaluation views of the generalisation table are the same augmented copies in every
   run: their parameters are drawn once per split from ``eval_view_seed``.
 """
@@ -23,20 +24,21 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from handgestures.data.augment import apply_keras_transform, sample_keras_params
-from handgestures.data.cache import ImageSet, back_with_huge_pages
+from handgestures.data.augment import KerasAugmentation
+from handgestures.data.augment.batch import KERAS_PARAM_NAMES  # noqa: F401  (re-exported: it lived here)
+from handgestures.data.cache import ImageSet
+from handgestures.data.grouping import SPLIT_KINDS, make_split
+from handgestures.data.problems import check_splits
+from handgestures.data.samplers import EpochBatchSampler, EpochShuffle
 from handgestures.data.sources import load_images
-from handgestures.data.split import SPLITS, stratified_split
-from handgestures.distributed import eval_batches
+from handgestures.data.split import SPLITS
+from handgestures.distributed import distributed_batches
+from handgestures.runtime import back_with_huge_pages
 
 log = logging.getLogger(__name__)
 
-KERAS_PARAM_NAMES = (
-    "rotation_range", "width_shift_range", "height_shift_range", "shear_range",
-    "zoom_range", "horizontal_flip", "vertical_flip",
-)  # fmt: skip
 
 
 class IndexedImages(Dataset):
@@ -63,8 +65,7 @@ class IndexedImages(Dataset):
 
     def __getitem__(self, batch: list[int]) -> dict[str, Any]:
         idx = torch.as_tensor(batch)
-        # index_select copies whole rows: about 5x faster than advanced indexing here
-        # (0.08 against 0.4 ms for 32 images of 128x128), and the same bytes
+        # index_select copies whole rows: faster than advanced indexing here, the same bytes
         item = {"image": torch.index_select(self.data.images, 0, self.indices[idx]), "label": self.labels[idx]}
         if self.views is not None:
             item["view"] = {k: v[idx] for k, v in self.views.items()}
@@ -83,10 +84,18 @@ class FingersDataModule(L.LightningDataModule):
             plus ``fill_mode``, ``cval`` and ``semantics`` (``keras2`` or ``keras3``).
             Used for augmented training and for the fixed augmented evaluation views.
         split_seed: seed of the stratified split; independent of the training seed.
+        split: ``random`` (the study's) or ``grouped`` (near-duplicate groups kept inside one
+            split: :mod:`handgestures.data.grouping`, whose parameters ``grouping`` holds).
         seed: seed of the training shuffle and of the training augmentation draws.
         eval_view_seed: seed of the fixed augmented evaluation views.
         huge_pages: hold the dataset in 2 MB pages on Linux (see
-            :func:`handgestures.data.cache.back_with_huge_pages`); a no-op elsewhere.
+            :func:`handgestures.runtime.back_with_huge_pages`); a no-op elsewhere.
+        on_error: ``raise`` (stop, listing every bad file) or ``skip`` (train on the good
+            ones, listing the others in ``skipped.csv``); see :mod:`handgestures.data.problems`.
+        report_dir: where the lists of bad and duplicate files go (the run folder);
+            None for the cache folder's ``reports/``.
+        cache_max_gb: size limit of the image cache folder (least recently used entries
+            pruned past it); 0 caches nothing, None sets no limit.
     """
 
     def __init__(
@@ -105,36 +114,34 @@ class FingersDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         huge_pages: bool = True,
+        on_error: str = "raise",
+        report_dir: str | None = None,
+        cache_max_gb: float | None = None,
+        split: str = "random",
+        grouping: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        augmentation = dict(augmentation or {})
-        unknown = set(augmentation) - set(KERAS_PARAM_NAMES) - {"fill_mode", "cval", "semantics"}
-        if unknown:
-            raise ValueError(
-                f"unknown augmentation parameters {sorted(unknown)}; expected Keras names "
-                f"{list(KERAS_PARAM_NAMES)} or fill_mode, cval, semantics"
-            )
-        if augment_train and not augmentation:
+        self.augmentation = KerasAugmentation(augmentation, seed)  # checks the parameter names
+        if augment_train and not self.augmentation:
             raise ValueError("augment_train is true but no augmentation parameters are configured")
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
-        self.root = os.path.expanduser(root) if root else None
+        if split not in SPLIT_KINDS:
+            raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {split!r}")
+        self.split, self.grouping, self.groups = split, dict(grouping or {}), None
+        if root == "":
+            raise ValueError("root is empty (an unset variable?): give a folder of Fingers PNGs, or None for the built-in hands")
+        self.root = os.path.expanduser(root) if root is not None else None
+        self.on_error, self.report_dir, self.cache_max_gb = on_error, report_dir, cache_max_gb
         self.cache_dir = cache_dir
         self.builtin_size, self.builtin_seed, self.image_size = builtin_size, builtin_seed, image_size
         self.split_seed, self.seed, self.eval_view_seed = split_seed, seed, eval_view_seed
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.augment_train = augment_train
         self.huge_pages = huge_pages
-        self.keras_params = {k: v for k, v in augmentation.items() if k in KERAS_PARAM_NAMES}
-        self.warp_options = {
-            "semantics": augmentation.get("semantics", "keras2"),
-            "fill_mode": augmentation.get("fill_mode", "nearest"),
-            "cval": float(augmentation.get("cval", 0.0)) / 255.0,  # Keras cval is on the 0..255 scale
-        }
         self.data: ImageSet | None = None
         self.splits: dict[str, IndexedImages] = {}
         self.aug_views: dict[str, IndexedImages] = {}
-        self._aug_generator = torch.Generator().manual_seed(seed)
 
     # ---- set-up -----------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -143,7 +150,9 @@ class FingersDataModule(L.LightningDataModule):
 
     def _load(self) -> ImageSet:
         if self.data is None:
-            data = load_images(self.root, self.cache_dir, self.builtin_size, self.builtin_seed, self.image_size)
+            data = load_images(self.root, self.cache_dir, self.builtin_size, self.builtin_seed, self.image_size,
+                               self.on_error, self.report_dir, self.cache_max_gb)  # fmt: skip
+            log.info("data: %s", data.source)
             if self.huge_pages:
                 start = time.perf_counter()
                 held = back_with_huge_pages(data.images)
@@ -155,31 +164,28 @@ class FingersDataModule(L.LightningDataModule):
         if self.splits:
             return
         data = self._load()
-        self.split_indices = stratified_split(data.labels, data.hands, seed=self.split_seed)
+        self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping)
+        check_splits(self.split_indices, data.labels)
         self.splits = {k: IndexedImages(data, idx) for k, idx in self.split_indices.items()}
-        if self.keras_params:
+        if self.augmentation:
             size = tuple(data.images.shape[-2:])
             for i, (k, idx) in enumerate(self.split_indices.items()):
-                gen = torch.Generator().manual_seed(self.eval_view_seed * 1000 + i)
-                views = sample_keras_params(len(idx), image_size=size, generator=gen, **self.keras_params)
+                views = self.augmentation.fixed_views(len(idx), size, seed=self.eval_view_seed * 1000 + i)
                 self.aug_views[k] = IndexedImages(data, idx, views)
         log.info("split sizes: %s", {k: len(v) for k, v in self.splits.items()})
 
     # ---- loaders ----------------------------------------------------------------------
     def _loader(self, dataset: IndexedImages, batch_size: int, shuffle: bool) -> DataLoader:
-        if shuffle:
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed))
-        else:
-            sampler = SequentialSampler(dataset)
-        batches = BatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
-        if not shuffle:  # several processes: each evaluates its own share, no image twice
-            batches = eval_batches(len(dataset), batch_size, self.trainer) or batches
+        # the shuffle is a function of (seed, epoch), so a resumed run replays the same order
+        sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
+        batches = EpochBatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
         return DataLoader(
             dataset,
-            sampler=batches,
+            sampler=distributed_batches(batches, self.trainer, train=shuffle),  # DDP: this process's share
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # its draw per iterator leaves the global RNG alone
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -204,29 +210,45 @@ class FingersDataModule(L.LightningDataModule):
     # ---- on the device ----------------------------------------------------------------
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # batches are gathered from CPU tensors: on the CPU there is nothing to move, and
-        # Lightning's walk over the nested dict costs about 0.1 ms a step (1-2% of CarlosNet's)
+        # Lightning's walk over the nested dict would cost time at every step
         if device.type == "cpu":
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images = batch["image"].float().mul_(1.0 / 255.0)  # the one and only rescale
+        return self.prepare_batch(batch, training=self.trainer is not None and self.trainer.training)
+
+    def prepare_batch(self, batch: dict[str, Any], training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loader's batch, on its device, as the network takes it: ``(images, labels)``.
+
+        Scales the uint8 pixels to [0, 1] (the one and only rescale), warps a fixed
+        augmented view by its stored parameters, or, when ``training`` and the run trains
+        augmented, with fresh parameters; channels-last images. Lightning calls it on every
+        batch; benchmarks call it to measure exactly the training's data path.
+        """
+        images = batch["image"].float().mul_(1.0 / 255.0)
         if "view" in batch:
-            images = apply_keras_transform(images, batch["view"], **self.warp_options)
-        elif self.augment_train and self.trainer is not None and self.trainer.training:
+            images = self.augmentation.apply(images, batch["view"])
+        elif training and self.augment_train:
             images = self.augment(images)
         return images.contiguous(memory_format=torch.channels_last), batch["label"]
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         """Fresh Keras parameters for every image of ``images``, then one batched warp."""
-        # drawn on the CPU (the same numbers on any device); the warp moves what it needs
-        params = sample_keras_params(
-            len(images), image_size=tuple(images.shape[-2:]), generator=self._aug_generator, **self.keras_params
-        )
-        return apply_keras_transform(images, params, **self.warp_options)
+        return self.augmentation(images)
+
+    @property
+    def keras_params(self) -> dict[str, Any]:
+        """The Keras ``ImageDataGenerator`` parameters (empty without augmentation)."""
+        return self.augmentation.keras_params
+
+    @property
+    def warp_options(self) -> dict[str, Any]:
+        """semantics, fill_mode and cval (on the 0..1 scale) of the warp."""
+        return self.augmentation.warp_options
 
     def state_dict(self) -> dict[str, Any]:
-        return {"aug_generator": self._aug_generator.get_state()}
+        return {"aug_generator": self.augmentation.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._aug_generator.set_state(state["aug_generator"])
+        self.augmentation.generator.set_state(state["aug_generator"])
