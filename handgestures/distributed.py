@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import shutil
@@ -31,6 +32,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from torch.utils.data import DistributedSampler
+
+log = logging.getLogger(__name__)
 
 # Environment variables that carry a process's rank, by launcher: torchrun/torch.distributed
 # (RANK), Lightning's own DDP launcher (NODE_RANK + LOCAL_RANK), SLURM's srun (SLURM_PROCID,
@@ -218,6 +221,8 @@ def follow_rank_zero(cfg: Any) -> dict[str, float]:
     from handgestures import run_record as rr
     from handgestures.train import build_run
 
+    log.info("process of rank %d follows rank 0 and writes no record (its folder: %s)", global_rank(),
+             cfg.paths.output_dir)  # fmt: skip
     datamodule, module, trainer = build_run(cfg)
     last = Path(cfg.paths.output_dir) / rr.CHECKPOINT_DIR / rr.LAST_CHECKPOINT
     resume_from = str(last) if cfg.get("resume") and last.is_file() else None

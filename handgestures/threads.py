@@ -140,10 +140,10 @@ def parallel_jobs(hydra_cfg: Any) -> int:
 
 def apply_for_job(processes: int = 1, hydra_cfg: Any = None) -> ThreadChoice:
     """Chooses and sets this job's threads (``torch.set_num_threads``); returns the choice."""
+    import torch
+
     choice = choose(jobs=parallel_jobs(hydra_cfg), processes=processes)
     if choice.threads is not None:
-        import torch
-
         torch.set_num_threads(choice.threads)
-    log.info("threads: %s (%s)", choice.threads or "default", choice.reason)
+    log.info("threads: %d now in process %d (%s)", torch.get_num_threads(), os.getpid(), choice.reason)
     return choice
