@@ -61,7 +61,7 @@ class FirstStepTimer(L.Callback):
 def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
     """Images seen in training (limit_train_batches honoured; the last batch may be partial)."""
     n, batch = len(datamodule.splits["train"]), datamodule.batch_size
-    per_epoch = min(n, int(trainer.num_training_batches) * batch)
+    per_epoch = min(n, int(trainer.num_training_batches) * batch * trainer.world_size)  # DDP: all processes
     return per_epoch * trainer.current_epoch
 
 
