@@ -13,6 +13,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from handgestures.tb_layout import AUGMENTATION_TAG, augmentation_figure, close_curve_writers, write_curves
+
 log = logging.getLogger(__name__)
 
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
@@ -27,14 +29,10 @@ def tensorboard_writer(trainer: L.Trainer) -> Any | None:
 
 
 def write_custom_scalars(writer: Any) -> None:
-    """One chart per metric with train and val together (TensorBoard's CUSTOM SCALARS tab)."""
+    """One chart per metric in TensorBoard's CUSTOM SCALARS tab (not needed: the Scalars tab
+    already overlays train and val, see :mod:`handgestures.tb_layout`)."""
     writer.add_custom_scalars(
-        {
-            "curves": {
-                "loss": ["Multiline", ["train/loss", "val/loss"]],
-                "accuracy": ["Multiline", ["train/acc", "val/acc"]],
-            }
-        }
+        {"curves": {"loss": ["Multiline", ["curves/loss"]], "accuracy": ["Multiline", ["curves/accuracy"]]}}
     )
 
 
@@ -43,7 +41,8 @@ class EpochMetrics(L.Callback):
 
     The CSV (``epochs.csv`` in the run folder) lets reports aggregate runs without reading
     TensorBoard; the same values go to TensorBoard with the epoch as step, the x-axis of the
-    study's learning curves. Sanity-check validation is never recorded.
+    study's learning curves, train and val on one chart each (:mod:`handgestures.tb_layout`).
+    Sanity-check validation is never recorded.
     """
 
     def __init__(self, filename: str = "epochs.csv") -> None:
@@ -54,9 +53,6 @@ class EpochMetrics(L.Callback):
         path = Path(trainer.default_root_dir) / self.filename
         if trainer.ckpt_path is None and path.exists():
             path.unlink()  # a fresh fit in a reused folder starts a fresh file; a resumed one appends
-        writer = tensorboard_writer(trainer)
-        if writer is not None:
-            write_custom_scalars(writer)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
@@ -77,12 +73,10 @@ class EpochMetrics(L.Callback):
             if new:
                 out.writeheader()
             out.writerow(row)
-        writer = tensorboard_writer(trainer)
-        if writer is not None:
-            for key in CURVES:
-                if not math.isnan(row[key]):
-                    writer.add_scalar(key, row[key], epoch)
-            writer.flush()
+        write_curves(trainer, row, epoch)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        close_curve_writers(trainer)
 
 
 class AugmentationGrid(L.Callback):
@@ -98,11 +92,13 @@ class AugmentationGrid(L.Callback):
         dm = trainer.datamodule
         if writer is None or dm is None or not getattr(dm, "keras_params", None) or not trainer.is_global_zero:
             return
+        if trainer.ckpt_path is not None:
+            return  # a resumed run logged its grid when it started
         train = dm.splits["train"]
         images = train.data.images[train.indices[: self.num_images]].float() / 255.0
         transform = KerasRandomAffine(
             **dm.keras_params, **dm.warp_options, generator=torch.Generator().manual_seed(self.seed)
         )
         grid = make_augmentation_grid(images, transform, n_augmented=self.num_augmented)
-        writer.add_image("samples/augmented", grid, 0)
+        writer.add_figure(AUGMENTATION_TAG, augmentation_figure(grid, self.num_augmented, images.shape[-1]), 0)
         writer.flush()

@@ -1,4 +1,4 @@
-"""scripts/benchmark.py --smoke: the JSON document's structure only (never its timings)."""
+"""benchmarks/benchmark.py --smoke and the micro-benchmarks: the JSON documents' structure only (never timings)."""
 
 import json
 import subprocess
@@ -12,7 +12,7 @@ from handgestures.train import resolve_precision
 
 def test_smoke_benchmark_prints_one_json_document(tmp_path):
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--smoke", "--models", "carlosnet",
+        sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), "--smoke", "--models", "carlosnet",
         "--variants", "base", "--precisions", "32-true", "--skip", "startup,keras", "--threads", "1",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -42,7 +42,7 @@ def test_smoke_benchmark_prints_one_json_document(tmp_path):
 
 
 def test_carlosnet_benchmark_prints_one_json_document():
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench_carlosnet.py"), "--steps", "2", "--rounds", "1",
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "carlosnet.py"), "--steps", "2", "--rounds", "1",
            "--repeats", "1", "--threads", "1"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -58,3 +58,24 @@ def test_carlosnet_benchmark_prints_one_json_document():
         for dtype in ("float32", "bfloat16"):
             for layer in ("conv1", "pool1", "conv2", "pool2", "conv3"):
                 assert report["layers_ms"][f"{layout}/{dtype}/{layer}"] > 0
+
+
+def test_inference_rates_skip_the_warm_up_batch_and_count_every_later_one():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.inference import inference_rates, pooled_rate
+
+    ends = {0: [1.0, 2.0, 3.0], 1: [4.0, 6.0], 2: [7.0]}  # end time of each batch of three sets
+    sizes = {0: [256, 256, 100], 1: [256, 50], 2: [10]}
+    rates = inference_rates(["train", "val", "train_aug"], ends, sizes)
+    assert rates == {"train": {"images": 356, "seconds": 2.0}, "val": {"images": 306, "seconds": 3.0},
+                     "train_aug": {"images": 10, "seconds": 1.0}}  # fmt: skip
+    assert pooled_rate([rates["train"], rates["val"]]) == round(662 / 5.0, 1) and pooled_rate([]) is None
+
+
+def test_keras_comparison_needs_the_script_path_as_an_argument(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "benchmark.py"), "--smoke", "--keras", sys.executable]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "--keras-script" in proc.stderr
+    proc = subprocess.run([*cmd, "--keras-script", str(tmp_path / "absent.py")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "absent.py: no such file" in proc.stderr

@@ -22,9 +22,9 @@ def read_events(folder):
 
 @pytest.fixture(scope="module")
 def learned_run(tmp_path_factory):
-    """CarlosNet on 1,200 built-in hands; a higher learning rate so a few epochs suffice."""
+    """CarlosNet on 1,200 built-in hands; a higher learning rate and momentum so a few epochs suffice."""
     out = tmp_path_factory.mktemp("learned")
-    cfg = compose_train(TINY + ["data.builtin_size=1200", "epochs=6", "optimizer.lr=0.05", "logger=none"], out)
+    cfg = compose_train(TINY + ["data.builtin_size=1200", "epochs=6", "optimizer.lr=0.05", "optimizer.momentum=0.9", "logger=none"], out)
     return out, train(cfg)
 
 
@@ -76,16 +76,27 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "done" and metrics["data"] == "augmented" and metrics["epochs_run"] == 2
+    console = out.stdout + out.stderr
+    assert console.count("set         accuracy") == 1  # the results table, once
+    for noise in ("Tip:", "litlogger", "LeafSpec", "not supported by the model summary"):
+        assert noise not in console, noise
     table = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
     assert float(table["test_aug"][0]) == pytest.approx(metrics["metrics"]["test_aug/acc"], abs=1e-4)
     events = read_events(run_dir / "tensorboard")
     tags = events.Tags()
-    for tag in ("train/loss", "val/loss", "train/acc", "val/acc"):
-        assert [e.step for e in events.Scalars(tag)] == [1, 2], tag
+    rows = [line.split(",") for line in (run_dir / "epochs.csv").read_text().splitlines()]
+    for split in ("train", "val"):  # one sub-run per split, the same tags: one chart per metric
+        curves = read_events(run_dir / "tensorboard" / split)
+        assert sorted(curves.Tags()["scalars"]) == ["curves/accuracy", "curves/loss"]
+        for metric, tag in (("acc", "curves/accuracy"), ("loss", "curves/loss")):
+            column = rows[0].index(f"{split}/{metric}")
+            assert [(e.step, round(e.value, 5)) for e in curves.Scalars(tag)] == \
+                [(int(r[0]), round(float(r[column]), 5)) for r in rows[1:]], (split, tag)  # fmt: skip
+    assert not [t for t in tags["scalars"] if not t.startswith("hp/")]  # the run's own writer: final metrics only
     for name in EVAL_SETS:
         hp = events.Scalars(f"hp/{name}_acc")
         assert hp[0].value == pytest.approx(metrics["metrics"][f"{name}/acc"], abs=1e-6)
-    assert "samples/augmented" in tags["images"] and "confusion/test" in tags["images"]
+    assert set(tags["images"]) == {"samples/augmentation", "results/confusion_test"}
     # the HPARAMS tab: the run's choices and the real final metrics, no placeholder hp_metric
     from tensorboard.plugins.hparams import plugin_data_pb2
 

@@ -200,7 +200,7 @@ def make_split(
     if kind not in SPLIT_KINDS:
         raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {kind!r}")
     if kind == "random":
-        return stratified_split(data.labels, data.hands, seed=seed), None
+        return stratified_split(data.labels, data.hands, seed=seed, together=getattr(data, "twins", None)), None
     grouping = dict(grouping or {})
     unknown = set(grouping) - {"threshold", "thumbnail", "max_group", "neighbours"}
     if unknown:

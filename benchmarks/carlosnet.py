@@ -13,7 +13,7 @@ Prints one JSON object on stdout (logs on stderr), all on batches of 32 images, 
 * ``layers_ms``: forward+backward milliseconds of each convolution and of the first two
   max-pools alone, in both layouts and both dtypes (median of ``--repeats`` timings).
 
-Example: ``.venv/bin/python scripts/bench_carlosnet.py --rounds 3``.
+Example: ``python benchmarks/carlosnet.py --rounds 3``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 from handgestures.models import CarlosNet  # noqa: E402
-from handgestures.train import keep_freed_memory  # noqa: E402
+from handgestures.runtime import keep_freed_memory  # noqa: E402
 
 BATCH = 32
 

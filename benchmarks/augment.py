@@ -20,7 +20,7 @@ float32 batches, median over ``--repeats`` timed runs after warm-up, for
   and on a GPU ``batched_params_on_device`` (params moved to the GPU before the call, so
   the matrices are built there; the default keeps them on the CPU and moves one matrix).
 
-Example: ``.venv/bin/python scripts/bench_augment.py --threads 2 --repeats 7``.
+Example: ``python benchmarks/augment.py --threads 2 --repeats 7``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,154 @@
+"""TensorBoard as a user sees it: the event files' layout, and `tensorboard --logdir` in headless Chromium.
+
+The screenshots are kept in outputs/tensorboard-screenshots/ (timeseries.png, scalars.png,
+images.png, hparams.png) for people to look at; the tests check what the pages show.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, TINY, compose_train
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from handgestures.tb_layout import AUGMENTATION_TAG, CONFUSION_TAG, CURVE_TAGS
+from handgestures.train import train
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]  # fmt: skip
+STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+SCREENSHOTS = ROOT / "outputs" / "tensorboard-screenshots"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tb") / "carlosnet-augmented-seed0"
+    overrides = [*TINY, "data=augmented", "epochs=3", "trainer.limit_train_batches=2", "trainer.limit_test_batches=1"]
+    train(compose_train(overrides, out))
+    return out
+
+
+def events(folder: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+def test_curves_are_one_chart_per_metric_with_a_run_per_split(run_dir):
+    tb = run_dir / "tensorboard"
+    assert sorted(p.name for p in tb.iterdir() if p.is_dir()) == ["train", "val"]
+    for split in ("train", "val"):
+        acc = events(tb / split)
+        assert sorted(acc.Tags()["scalars"]) == sorted(CURVE_TAGS.values())
+        for tag in CURVE_TAGS.values():
+            assert [e.step for e in acc.Scalars(tag)] == [1, 2, 3]
+        assert not acc.Tags()["images"]
+    main = events(tb)
+    scalars = main.Tags()["scalars"]
+    assert scalars and all(t.startswith("hp/") for t in scalars)  # final metrics only, for HPARAMS
+    assert min(CURVE_TAGS.values()) < min(scalars)  # the curves' group sorts first
+    assert set(main.Tags()["images"]) == {AUGMENTATION_TAG, CONFUSION_TAG}
+    assert all(min(CURVE_TAGS.values()) < t for t in main.Tags()["images"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tensorboard_url(run_dir):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"headless screenshots need Chromium at {CHROMIUM}")
+    pytest.importorskip("playwright.sync_api")
+    port = free_port()
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir.parent), "--host", "127.0.0.1",
+           "--port", str(port), "--load_fast", "false"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(url + "data/runs", timeout=2) as response:
+                    if b"train" in response.read():
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                pytest.fail(f"tensorboard exited: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+        else:
+            pytest.fail("tensorboard did not list the runs within 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def open_tab(page, url: str, tab: str, *texts: str) -> None:
+    """Opens ``tab`` and waits until each of ``texts`` is visible (shadow DOM included)."""
+    page.goto(f"{url}#{tab}")
+    for text in texts:
+        page.locator(f"text={text} >> visible=true").first.wait_for(timeout=90_000)
+    time.sleep(2)  # let the charts finish drawing before the screenshot
+
+
+def top(page, text: str) -> float:
+    return page.locator(f"text={text} >> visible=true").first.bounding_box()["y"]
+
+
+@pytest.fixture(scope="module")
+def page(tensorboard_url):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
+def test_time_series_opens_on_train_and_val_overlaid(page, tensorboard_url):
+    open_tab(page, tensorboard_url, "timeseries", "curves/accuracy", "hp/test_acc")
+    page.screenshot(path=str(SCREENSHOTS / "timeseries.png"))
+    assert top(page, "curves/accuracy") < top(page, "hp/test_acc")  # the curves come first
+    text = re.sub(r"\s*/\s*", "/", page.inner_text("body"))
+    chart = text[text.index("curves/accuracy") : text.index("curves/loss")]
+    # the accuracy chart's legend: one line per split run
+    assert "tensorboard/train" in chart and "tensorboard/val" in chart, chart
+
+
+def test_scalars_opens_on_the_learning_curves(page, tensorboard_url):
+    open_tab(page, tensorboard_url, "scalars", "tag: curves/accuracy", "tag: hp/test_acc")
+    page.screenshot(path=str(SCREENSHOTS / "scalars.png"))
+    assert top(page, "tag: curves/accuracy") == top(page, "tag: curves/loss") < top(page, "tag: hp/test_acc")
+
+
+def test_augmentation_grid_says_which_column_is_the_original(page, tensorboard_url):
+    open_tab(page, tensorboard_url, "images", "samples/augmentation", "results/confusion_test")
+    page.screenshot(path=str(SCREENSHOTS / "images.png"), full_page=True)
+
+
+def test_hparams_tab_holds_the_final_metrics(page, tensorboard_url, run_dir):
+    open_tab(page, tensorboard_url, "hparams", "hp/test_acc")
+    page.screenshot(path=str(SCREENSHOTS / "hparams.png"))
+    body = {"experimentName": "", "allowedStatuses": STATUSES, "colParams": [], "startIndex": 0,
+            "sliceSize": 10}  # fmt: skip
+    request = urllib.request.Request(tensorboard_url + "data/plugin/hparams/session_groups",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    groups = json.loads(urllib.request.urlopen(request, timeout=30).read())["sessionGroups"]
+    assert [g["name"] for g in groups] == [f"{run_dir.name}/tensorboard"]  # one row per run, not per split
+    values = {m["name"]["tag"]: m["value"] for m in groups[0]["metricValues"]}
+    saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert values == pytest.approx({f"hp/{k.replace('/', '_')}": v for k, v in saved.items()}, abs=1e-6)
+    assert groups[0]["hparams"]["model"] == "carlosnet" and groups[0]["hparams"]["data"] == "augmented"
