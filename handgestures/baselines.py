@@ -124,7 +124,9 @@ def result_of(predictions: dict[str, tuple[torch.Tensor, torch.Tensor | None]], 
         metrics[f"{name}/loss"] = (float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)) if probs is not None
                                    else None)  # fmt: skip
         confusion[name] = confusion_of(pred, labels)
-    per_class = {k: {CLASS_NAMES[i]: row[i] / max(1, sum(row)) for i, row in enumerate(m)} for k, m in confusion.items()}
+    per_class = {
+        k: {CLASS_NAMES[i]: row[i] / max(1, sum(row)) for i, row in enumerate(m)} for k, m in confusion.items()
+    }
     return {"metrics": metrics, "per_class_acc": per_class, "confusion": confusion}
 
 

@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--builtin-size", type=int, default=21600, help="built-in hands when no DATA_ROOT")
     parser.add_argument("--threshold", type=float, default=grouping.DEFAULT_THRESHOLD, help="near-copy RMS distance")
     parser.add_argument("--thumbnail", type=int, default=grouping.DEFAULT_THUMBNAIL, help="thumbnail side")
-    parser.add_argument("--max-group", type=int, default=None, help="group size cap (default smallest class-hand // 12)")
+    parser.add_argument(
+        "--max-group", type=int, default=None, help="group size cap (default smallest class-hand // 12)"
+    )
     parser.add_argument("--neighbours", type=int, default=grouping.DEFAULT_NEIGHBOURS, help="links per image")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of both splits (data.split_seed)")
     parser.add_argument("--out", default="leakage", help="folder for leakage.json and leakage.png")

@@ -58,7 +58,9 @@ def t_quantile(p: float, df: int) -> float:
 
 
 def mean_ci(
-    values: Iterable[float | None], confidence: float = CONFIDENCE, bounds: tuple[float | None, float | None] = (None, None)
+    values: Iterable[float | None],
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float | None, float | None] = (None, None),
 ) -> dict[str, Any]:
     """Mean, sample std, n and the t interval of the mean of the finite ``values`` (None bounds with n < 2).
 
@@ -71,7 +73,10 @@ def mean_ci(
         std = statistics.stdev(xs)
         half = t_quantile(0.5 + confidence / 2, len(xs) - 1) * std / math.sqrt(len(xs))
         low, high = out["mean"] - half, out["mean"] + half
-        low, high = (low if bounds[0] is None else max(low, bounds[0])), (high if bounds[1] is None else min(high, bounds[1]))
+        low, high = (
+            (low if bounds[0] is None else max(low, bounds[0])),
+            (high if bounds[1] is None else min(high, bounds[1])),
+        )
         out.update(std=std, low=low, high=high)
     return out
 
@@ -162,6 +167,7 @@ def paired_differences(runs: list) -> list[dict[str, Any]]:
 
 def differences_md(rows: list[dict[str, Any]]) -> str:
     """Markdown table of ``paired_differences``; comparisons without a paired seed are listed, not dropped."""
+
     def f(v):
         return "—" if v is None else f"{v:+.4f}"
 

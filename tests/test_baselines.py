@@ -67,7 +67,9 @@ def test_brightness_area_method_is_chosen_on_validation(baseline_runs):
     dm.setup("fit")
     feats = {k: size_features(dm.splits[k].images) for k in ("train", "val")}
     model = BrightnessArea().fit(feats["train"], dm.splits["train"].labels)
-    val_acc = {m: float((p == dm.splits["val"].labels).float().mean()) for m, (p, _) in model.predict(feats["val"]).items()}
+    val_acc = {
+        m: float((p == dm.splits["val"].labels).float().mean()) for m, (p, _) in model.predict(feats["val"]).items()
+    }
     chosen = results["brightness_area"]["method"]
     assert val_acc[chosen] == max(val_acc.values())
     assert results["brightness_area"]["metrics"]["val/acc"] == pytest.approx(val_acc[chosen])

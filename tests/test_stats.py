@@ -51,14 +51,20 @@ def two_protocols(tmp_path):
         grouped(runs / "grouped" / f"carlosnet-base-seed{seed}")
     write_run(runs / "baselines" / "nn_thumb16-base-seed0", "nn_thumb16", "base", 0, test_acc=0.6, epochs=0)
     metrics = json.loads((runs / "baselines" / "nn_thumb16-base-seed0" / "metrics.json").read_text())
-    (runs / "baselines" / "nn_thumb16-base-seed0" / "metrics.json").write_text(json.dumps({**metrics, "split": "grouped"}))
+    (runs / "baselines" / "nn_thumb16-base-seed0" / "metrics.json").write_text(
+        json.dumps({**metrics, "split": "grouped"})
+    )
     return runs
 
 
 def test_protocols_and_differences(two_protocols):
     runs = tag_protocols(load_runs(two_protocols))
-    assert sorted({(r.model, r.data) for r in runs}) == [("carlosnet", "augmented"), ("carlosnet", "base"),
-                                                         ("carlosnet", "base_grouped"), ("nn_thumb16", "base_grouped")]
+    assert sorted({(r.model, r.data) for r in runs}) == [
+        ("carlosnet", "augmented"),
+        ("carlosnet", "base"),
+        ("carlosnet", "base_grouped"),
+        ("nn_thumb16", "base_grouped"),
+    ]
     rows = {(r["comparison"], r["metric"]): r for r in paired_differences(runs)}
     aug = rows[("CarlosNet: augmented - base (random split)", "test/acc")]
     assert aug["mean"] == pytest.approx(0.8 - 0.91) and aug["n"] == 3 and aug["low"] < aug["mean"] < aug["high"]
