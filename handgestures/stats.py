@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -92,9 +93,14 @@ def paired_difference(a: dict[Any, float], b: dict[Any, float], confidence: floa
 
 def split_of(run) -> str:
     """``random`` or ``grouped``: metrics.json's ``split``, else the saved config's data.split, else random."""
-    if run.info.get("split"):
-        return str(run.info["split"])
-    for config in (run.folder / "config.yaml", run.folder / ".hydra" / "config.yaml"):
+    return folder_split(run.folder, run.info)
+
+
+def folder_split(folder: Path, info: dict[str, Any] | None = None) -> str:
+    """The split protocol of the run in ``folder`` (``info``: its metrics.json, if read)."""
+    if info and info.get("split"):
+        return str(info["split"])
+    for config in (folder / "config.yaml", folder / ".hydra" / "config.yaml"):
         if config.is_file():
             return str(OmegaConf.select(OmegaConf.load(config), "data.split") or "random")
     return "random"
