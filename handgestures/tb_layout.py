@@ -47,7 +47,8 @@ def curve_writer(trainer: L.Trainer, split: str) -> Any | None:
     if folder not in _curve_writers:
         from torch.utils.tensorboard import SummaryWriter
 
-        _curve_writers[folder] = SummaryWriter(log_dir=folder)
+        # a resumed run hides the steps after its checkpoint (the logger's purge_step, handgestures.resume)
+        _curve_writers[folder] = SummaryWriter(log_dir=folder, purge_step=getattr(logger, "_kwargs", {}).get("purge_step"))
     return _curve_writers[folder]
 
 
