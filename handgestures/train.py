@@ -61,6 +61,8 @@ class FirstStepTimer(L.Callback):
 def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
     """Images seen in training (limit_train_batches honoured; the last batch may be partial)."""
     n, batch = len(datamodule.splits["train"]), datamodule.batch_size
+    if not math.isfinite(trainer.num_training_batches):  # Lightning's inf when no training batch ran
+        return 0
     per_epoch = min(n, int(trainer.num_training_batches) * batch * trainer.world_size)  # DDP: all processes
     return per_epoch * trainer.current_epoch
 
