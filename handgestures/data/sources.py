@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from handgestures.data import hands as hands_module
-from handgestures.data.cache import ImageSet, cache_path, load_cached, save_cached
+from handgestures.data.cache import ImageSet, cache_path, load_cached, save_cached, tidy
 from handgestures.data.fingers import load_fingers_folder
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def load_builtin_hands(
     cached = load_cached(path)
     if cached is not None:
         cached.source = source
+        tidy(path.parent, cache_max_gb, keep=path)
         return cached
     start = time.perf_counter()
     images, labels, hands = hands_module.generate_hands(size, seed=seed, size=image_size)
