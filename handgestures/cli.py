@@ -19,6 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from handgestures import threads
+from handgestures.distributed import check_launch, follow_rank_zero, is_rank_zero, process_count
 from handgestures.errors import UserError
 from handgestures.guards import RunDiverged
 from handgestures.lifecycle import Interrupted, guarded, log_to_file
@@ -37,6 +39,8 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    check_launch(cfg, multirun)  # a multirun that would start DDP itself stops here, before anything trains
+    threads.apply_for_job(processes=process_count(cfg.trainer), hydra_cfg=hydra_cfg)
     with open_dict(cfg):
         cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
     global _jobs_run
@@ -49,7 +53,10 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
         folder = Path(cfg.paths.output_dir)
         resume, overwrite = bool(cfg.get("resume")), bool(cfg.get("overwrite", False))
-        metrics = guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
+        if is_rank_zero():
+            metrics = guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
+        else:  # DDP: the first process keeps the run folder; the others train and evaluate, writing nothing
+            metrics = follow_rank_zero(cfg)
     except Interrupted as err:
         raise SystemExit(err.exit_code) from None  # a sweep launches no further job
     except Exception as err:

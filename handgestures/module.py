@@ -66,6 +66,7 @@ class HandGestureClassifier(L.LightningModule):
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer or _sgd
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss = MeanMetric()  # a metric object, so that DDP reduces it over every image once
         self.eval_names = list(eval_names)
         # ModuleDict keys may not shadow Module attributes ("train"), hence the "set_" prefix
         self.eval_acc = nn.ModuleDict({f"set_{k}": MulticlassAccuracy(num_classes, average="micro") for k in eval_names})
@@ -117,11 +118,20 @@ class HandGestureClassifier(L.LightningModule):
         self._train_seen += len(y)
         if self._last_training_batch():
             # batch_size=1: Lightning's epoch mean of this single value is then the value itself
-            loss_mean = self._train_loss_sum / self._train_seen
-            self.log("train/loss", loss_mean, on_step=False, on_epoch=True, batch_size=1, logger=False)
-            self.log("train/acc", self._train_correct / self._train_seen, on_step=False, on_epoch=True, batch_size=1,
+            loss_sum, correct, seen = self._epoch_sums()
+            self.log("train/loss", loss_sum / seen, on_step=False, on_epoch=True, batch_size=1, logger=False)
+            self.log("train/acc", correct / seen, on_step=False, on_epoch=True, batch_size=1,
                      logger=False, prog_bar=True)  # fmt: skip
         return loss
+
+    def _epoch_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This epoch's loss sum, right predictions and images seen, summed over DDP processes."""
+        sums = torch.stack([self._train_loss_sum.float(), self._train_correct.float(),
+                            torch.tensor(float(self._train_seen), device=self._train_loss_sum.device)])  # fmt: skip
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        return sums[0], sums[1], sums[2]
 
     def _last_training_batch(self) -> bool:
         """Whether this batch ends the epoch (its last batch, or the run's ``max_steps``)."""
@@ -136,8 +146,8 @@ class HandGestureClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_acc.update(logits, y)
-        loss = F.cross_entropy(logits, y)
-        self.log("val/loss", loss, on_epoch=True, batch_size=len(y), logger=False, prog_bar=True)
+        self.val_loss.update(F.cross_entropy(logits.float(), y, reduction="none"))
+        self.log("val/loss", self.val_loss, on_epoch=True, logger=False, prog_bar=True)
         self.log("val/acc", self.val_acc, on_epoch=True, logger=False, prog_bar=True)
 
     # Evaluation of one model on several named sets (the study's cross-evaluation).

@@ -34,6 +34,7 @@ from handgestures.data.problems import check_splits
 from handgestures.data.samplers import EpochBatchSampler, EpochShuffle
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS
+from handgestures.distributed import distributed_batches
 from handgestures.runtime import back_with_huge_pages
 
 log = logging.getLogger(__name__)
@@ -177,9 +178,10 @@ class FingersDataModule(L.LightningDataModule):
     def _loader(self, dataset: IndexedImages, batch_size: int, shuffle: bool) -> DataLoader:
         # the shuffle is a function of (seed, epoch), so a resumed run replays the same order
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
+        batches = EpochBatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
         return DataLoader(
             dataset,
-            sampler=EpochBatchSampler(sampler, batch_size, drop_last=False),  # Keras keeps the last partial batch
+            sampler=distributed_batches(batches, self.trainer, train=shuffle),  # DDP: this process's share
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
