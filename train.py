@@ -15,6 +15,14 @@ from handgestures.cli_help import maybe_print_help  # noqa: E402  (standard libr
 
 maybe_print_help(sys.argv, Path(__file__).resolve().parent / "conf")  # before torch: --help is instant
 
+from handgestures import threads  # noqa: E402
+
+threads.at_process_start()  # OpenMP settings, before torch is imported
+
+from handgestures.distributed import torchrun_overrides  # noqa: E402
+
+sys.argv += torchrun_overrides(sys.argv[1:])  # torchrun's ranks above 0 write no run folder
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 

@@ -92,6 +92,8 @@ class AugmentationGrid(L.Callback):
         dm = trainer.datamodule
         if writer is None or dm is None or not getattr(dm, "keras_params", None) or not trainer.is_global_zero:
             return
+        if trainer.ckpt_path is not None:
+            return  # a resumed run logged its grid when it started
         train = dm.splits["train"]
         images = train.data.images[train.indices[: self.num_images]].float() / 255.0
         transform = KerasRandomAffine(

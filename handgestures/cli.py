@@ -19,12 +19,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+from handgestures import threads
+from handgestures.distributed import check_launch, follow_rank_zero, is_rank_zero, process_count
 from handgestures.errors import UserError
 from handgestures.guards import RunDiverged
 from handgestures.lifecycle import Interrupted, guarded, log_to_file
 from handgestures.resume import resumed_config
 from handgestures.run_record import EXIT_ERROR, FAILED_FILE
 from handgestures.train import run_name, train
+from handgestures.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     """Train with ``cfg``; returns the metric a sweeper optimises (validation accuracy)."""
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    check_launch(cfg, multirun)  # a multirun that would start DDP itself stops here, before anything trains
+    threads.apply_for_job(processes=process_count(cfg.trainer), hydra_cfg=hydra_cfg)
     with open_dict(cfg):
         cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
     global _jobs_run
@@ -43,11 +48,15 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     start = started_at if started_at is not None and _jobs_run == 0 else time.perf_counter()
     _jobs_run += 1
     try:
+        validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
         folder = Path(cfg.paths.output_dir)
         resume, overwrite = bool(cfg.get("resume")), bool(cfg.get("overwrite", False))
-        metrics = guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
+        if is_rank_zero():
+            metrics = guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
+        else:  # DDP: the first process keeps the run folder; the others train and evaluate, writing nothing
+            metrics = follow_rank_zero(cfg)
     except Interrupted as err:
         raise SystemExit(err.exit_code) from None  # a sweep launches no further job
     except Exception as err:

@@ -30,6 +30,7 @@ class RunDiverged(Exception):
 
     def __init__(self, epoch: int, batch: int, loss: float) -> None:
         self.epoch, self.batch, self.loss = epoch, batch, loss
+        self.progress: dict[str, Any] = {}
         super().__init__(
             f"training diverged: the training loss is {loss} at epoch {epoch}, batch {batch} (1-based); "
             "the run stopped there and kept the checkpoints of the epochs before. A lower optimizer.lr may help."
@@ -44,8 +45,12 @@ class NonFiniteLoss(L.Callback):
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         if not bool(torch.isfinite(loss.detach()).all()):
+            from handgestures.lifecycle import run_progress
+
             batch = trainer.fit_loop.epoch_loop.batch_idx + 1
-            raise RunDiverged(trainer.current_epoch + 1, batch, float(loss.detach().float().max()))
+            err = RunDiverged(trainer.current_epoch + 1, batch, float(loss.detach().float().max()))
+            err.progress = run_progress(trainer)  # epochs done and the best checkpoint, for metrics.json
+            raise err
 
 
 class CollapseWatch(L.Callback):

@@ -47,7 +47,7 @@ class Interrupted(Exception):
 
 def run_progress(trainer: L.Trainer) -> dict[str, Any]:
     """Epochs completed and the best checkpoint so far, for the record of a run that stopped."""
-    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     score = ckpt.best_model_score if best else None
     return {rr.KEY_EPOCHS_RUN: int(trainer.current_epoch), rr.KEY_BEST_CHECKPOINT: best,
@@ -159,10 +159,12 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> None:
     if not found or resume:
         return
     if not overwrite:
+        metrics = folder / rr.METRICS_FILE
+        done = metrics.is_file() and rr.read_json(metrics).get(rr.KEY_STATUS) == rr.STATUS_DONE
+        hint = "" if done else f"Resume it with `{resume_command(folder)}`, "
         raise UserError(
-            f"{folder} already holds the results of a run ({', '.join(found)}). Resume it with "
-            f"`{resume_command(folder)}`, pass overwrite=true to delete them and train again, or choose another "
-            "hydra.run.dir"
+            f"{folder} already holds the results of a {'finished ' if done else ''}run ({', '.join(found)}). "
+            f"{hint}pass overwrite=true to delete them and train again, or choose another hydra.run.dir"
         )
     for name in found:
         path = folder / name.rstrip("/")
@@ -207,7 +209,7 @@ def record_stop(folder: Path, identity: dict[str, Any], err: BaseException, wrot
     if isinstance(err, RunDiverged):
         _update_metrics(folder, identity, {rr.KEY_STATUS: rr.STATUS_DIVERGED, rr.KEY_ERROR: str(err),
                                            rr.KEY_EPOCHS_RUN: epochs, rr.KEY_DIVERGENCE: err.record(),
-                                           **getattr(err, "progress", {}), rr.KEY_EXIT_CODE: rr.EXIT_ERROR})  # fmt: skip
+                                           **err.progress, rr.KEY_EXIT_CODE: rr.EXIT_ERROR})  # fmt: skip
         print(f"\n{err}\nrun folder: {folder}", file=sys.stderr)
         return rr.EXIT_ERROR
     message = f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err)

@@ -9,7 +9,7 @@ reduced once per epoch rather than synchronised every step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -38,21 +38,35 @@ class HandGestureClassifier(L.LightningModule):
             ``<name>/acc`` and ``<name>/loss``.
         channels_last: keep weights and activations in channels-last layout (faster
             convolutions on CPU with bf16, and on GPUs).
+        net_spec: the network as Hydra ``_target_`` + arguments; saved in checkpoints, and
+            ``net`` is built from it when omitted, so ``load_from_checkpoint(path)`` needs
+            no other argument (see :mod:`handgestures.checkpoint`).
+        description: what a checkpoint says about its run (classes, preprocessing, data,
+            seed, epochs, precision, version: :func:`handgestures.checkpoint.describe_run`).
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | None = None,
         optimizer: OptimizerFactory | None = None,
         num_classes: int = 6,
         eval_names: Sequence[str] = ("test",),
         channels_last: bool = True,
+        net_spec: Mapping[str, Any] | None = None,
+        description: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
+        if net is None:
+            if net_spec is None:
+                raise ValueError("HandGestureClassifier needs a net, or a net_spec (_target_ + arguments) to build it")
+            from handgestures.checkpoint import build_net
+
+            net = build_net(net_spec)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer or _sgd
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss = MeanMetric()  # a metric object, so that DDP reduces it over every image once
         self.eval_names = list(eval_names)
         # ModuleDict keys may not shadow Module attributes ("train"), hence the "set_" prefix
         self.eval_acc = nn.ModuleDict({f"set_{k}": MulticlassAccuracy(num_classes, average="micro") for k in eval_names})
@@ -104,11 +118,20 @@ class HandGestureClassifier(L.LightningModule):
         self._train_seen += len(y)
         if self._last_training_batch():
             # batch_size=1: Lightning's epoch mean of this single value is then the value itself
-            loss_mean = self._train_loss_sum / self._train_seen
-            self.log("train/loss", loss_mean, on_step=False, on_epoch=True, batch_size=1, logger=False)
-            self.log("train/acc", self._train_correct / self._train_seen, on_step=False, on_epoch=True, batch_size=1,
+            loss_sum, correct, seen = self._epoch_sums()
+            self.log("train/loss", loss_sum / seen, on_step=False, on_epoch=True, batch_size=1, logger=False)
+            self.log("train/acc", correct / seen, on_step=False, on_epoch=True, batch_size=1,
                      logger=False, prog_bar=True)  # fmt: skip
         return loss
+
+    def _epoch_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This epoch's loss sum, right predictions and images seen, summed over DDP processes."""
+        sums = torch.stack([self._train_loss_sum.float(), self._train_correct.float(),
+                            torch.tensor(float(self._train_seen), device=self._train_loss_sum.device)])  # fmt: skip
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        return sums[0], sums[1], sums[2]
 
     def _last_training_batch(self) -> bool:
         """Whether this batch ends the epoch (its last batch, or the run's ``max_steps``)."""
@@ -123,8 +146,8 @@ class HandGestureClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_acc.update(logits, y)
-        loss = F.cross_entropy(logits, y)
-        self.log("val/loss", loss, on_epoch=True, batch_size=len(y), logger=False, prog_bar=True)
+        self.val_loss.update(F.cross_entropy(logits.float(), y, reduction="none"))
+        self.log("val/loss", self.val_loss, on_epoch=True, logger=False, prog_bar=True)
         self.log("val/acc", self.val_acc, on_epoch=True, logger=False, prog_bar=True)
 
     # Evaluation of one model on several named sets (the study's cross-evaluation).
@@ -148,6 +171,13 @@ class HandGestureClassifier(L.LightningModule):
             self.confusion[name] = self.eval_confusion[key].compute().cpu()
             for metrics in (self.eval_acc, self.eval_loss, self.eval_confusion):
                 metrics[key].reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Adds the split sizes the run used to the checkpoint's description."""
+        hparams = checkpoint.get("hyper_parameters") or {}
+        splits = getattr(getattr(self._trainer, "datamodule", None), "splits", None)
+        if hparams.get("description") is not None and splits:
+            hparams["description"] = {**hparams["description"], "split_sizes": {k: len(v) for k, v in splits.items()}}
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

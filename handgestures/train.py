@@ -18,11 +18,15 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from handgestures import run_record as rr
 from handgestures.callbacks import tensorboard_writer
+from handgestures.checkpoint import describe_run
 from handgestures.console import quiet_framework_noise
 from handgestures.data.datamodule import FingersDataModule
+from handgestures.data.grouping import write_split_csv
 from handgestures.errors import UserError
 from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
+from handgestures.inference.card import write_model_card
 from handgestures.lifecycle import StopOnSignal
 from handgestures.module import HandGestureClassifier
 from handgestures.plots import CLASS_NAMES, confusion_figure
@@ -57,7 +61,7 @@ class FirstStepTimer(L.Callback):
 def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
     """Images seen in training (limit_train_batches honoured; the last batch may be partial)."""
     n, batch = len(datamodule.splits["train"]), datamodule.batch_size
-    per_epoch = min(n, int(trainer.num_training_batches) * batch)
+    per_epoch = min(n, int(trainer.num_training_batches) * batch * trainer.world_size)  # DDP: all processes
     return per_epoch * trainer.current_epoch
 
 
@@ -112,6 +116,7 @@ def build_run(
     module = HandGestureClassifier(
         net, optimizer=instantiate(cfg.optimizer), num_classes=int(cfg.model.get("num_classes", 6)),
         eval_names=datamodule.eval_names, channels_last=bool(cfg.channels_last),
+        **describe_run(cfg),  # net_spec + description: self-describing checkpoints
     )  # fmt: skip
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
@@ -127,34 +132,38 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     started_at = started_at or time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "failed.json").unlink(missing_ok=True)  # left by an earlier failed attempt here
-    datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)  # with the precision "auto" became
-    info = run_name(cfg)
+    (out_dir / rr.FAILED_FILE).unlink(missing_ok=True)  # left by an earlier failed attempt here
+    # before build_run: it sets the TensorBoard logger's purge_step for a resumed run
     resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
+    datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
+    OmegaConf.save(cfg, out_dir / rr.CONFIG_FILE, resolve=True)  # with the precision "auto" became
+    info = run_name(cfg)
+    write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
     fit_start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     result: dict[str, Any] = {
         **info,
-        "status": "trained",
+        rr.KEY_STATUS: rr.STATUS_TRAINED,
         "precision": str(cfg.trainer.precision),
-        "epochs_run": trainer.current_epoch,
-        "best_checkpoint": best,
-        "best_val_acc": float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        rr.KEY_EPOCHS_RUN: trainer.current_epoch,
+        rr.KEY_BEST_CHECKPOINT: best,
+        rr.KEY_BEST_VAL_ACC: float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        "data_source": datamodule.data.source if datamodule.data is not None else None,
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
-        "resumed_from": resume_from,
+        rr.KEY_RESUMED_FROM: resume_from,
     }  # fmt: skip
     watch = next(c for c in trainer.callbacks if isinstance(c, CollapseWatch))
-    result.update(collapse=watch.record(), last_checkpoint_usable=mark_last_checkpoint(out_dir, watch) is None)
-    write_json(out_dir / "metrics.json", result)
+    note = mark_last_checkpoint(out_dir, watch)  # last.ckpt is not the model to use after a collapse
+    result.update({rr.KEY_COLLAPSE: watch.record(), rr.KEY_LAST_CHECKPOINT_USABLE: note is None})
+    write_json(out_dir / rr.METRICS_FILE, result)
     if best is None:  # no epoch finished: an untrained network is never reported as the best
         raise UserError(f"no training epoch finished (epochs={cfg.epochs}), so there is no best checkpoint to evaluate")
 
@@ -163,17 +172,19 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
     per_class = {
-        k: {CLASS_NAMES[i]: (row[i] / max(1, sum(row))) for i, row in enumerate(m)} for k, m in confusion.items()
+        k: {CLASS_NAMES[i]: (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(m)}  # None: no images
+        for k, m in confusion.items()
     }
     result.update(
-        status="done", metrics=metrics, per_class_acc=per_class, confusion=confusion,
+        status=rr.STATUS_DONE, metrics=metrics, per_class_acc=per_class, confusion=confusion,
         eval_seconds=round(time.perf_counter() - eval_start, 2),
         wall_seconds=round(time.perf_counter() - started_at, 2),
     )  # fmt: skip
-    write_json(out_dir / "metrics.json", result)
+    write_json(out_dir / rr.METRICS_FILE, result)
     log_final(trainer, cfg, info, metrics, module.confusion)
     log.info("results of %s / %s / seed %d (best checkpoint) -> %s\n%s", info["model"], info["data"], info["seed"],
              out_dir, summary_table(metrics, eval_names))  # fmt: skip
+    write_model_card(out_dir)  # MODEL_CARD.md, from the files just written
     return metrics
 
 

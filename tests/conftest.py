@@ -36,3 +36,18 @@ def write_fingers_folder(root: Path, per_stratum: int = 12, size: int = 128, see
                 folder.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(img).save(folder / f"{i:04d}s{seed}_{fingers}{hand}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder of train.py on 240 built-in hands (1 epoch, 3 batches), trained once per session."""
+    from helpers import TINY, compose_train
+
+    from handgestures.train import train
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HANDGESTURES_CACHE", str(cache))
+        train(compose_train([*TINY, "epochs=1", "trainer.limit_train_batches=3", "logger=none"], out))
+    return out

@@ -37,9 +37,16 @@ def test_batches_like_keras_fit(tmp_path):
     epoch1 = torch.cat([b["label"] for b in loader])
     epoch2 = torch.cat([b["label"] for b in loader])
     assert sorted(epoch1.tolist()) == sorted(epoch2.tolist()) == sorted(dm.splits["train"].labels.tolist())
-    order1 = torch.cat([dm.splits["train"].indices[torch.as_tensor(s)] for s in loader.sampler])
-    order2 = torch.cat([dm.splits["train"].indices[torch.as_tensor(s)] for s in loader.sampler])
-    assert not torch.equal(order1, order2)  # reshuffled every epoch
+
+
+    def order(epoch, loader=loader):
+        loader.sampler.set_epoch(epoch)  # as Lightning does before every epoch
+        return torch.cat([dm.splits["train"].indices[torch.as_tensor(s)] for s in loader.sampler])
+
+    assert not torch.equal(order(0), order(1))  # reshuffled every epoch
+    # the order is a function of (seed, epoch): a new loader (a resumed run) replays it
+    assert torch.equal(order(1), order(1, make(tmp_path).train_dataloader()))
+    assert not torch.equal(order(1), order(1, make(tmp_path, seed=1).train_dataloader()))
 
 
 def test_one_uint8_copy_shared_by_every_split_and_view(tmp_path):

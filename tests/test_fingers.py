@@ -62,6 +62,8 @@ def test_colour_images_become_keras_luma(tmp_path):
 
 def test_second_load_decodes_nothing(tmp_path, monkeypatch):
     root = write_fingers_folder(tmp_path / "f", per_stratum=2)
+    path = sorted(root.glob("*.png"))[0]
+    Image.open(path).save(path, compress_level=0)  # stored uncompressed: a new content keeps the size
     first = load_fingers_folder(root, cache_dir=tmp_path / "cache")
     calls = []
     original = fingers.decode_png
@@ -69,11 +71,21 @@ def test_second_load_decodes_nothing(tmp_path, monkeypatch):
     second = load_fingers_folder(root, cache_dir=tmp_path / "cache")
     assert calls == []
     assert torch.equal(first.images, second.images) and first.names == second.names
-    # touching one file changes the key: everything is decoded again, from the files
-    path = root / first.names[0]
+    # the key is the content: touching a file decodes nothing; new pixels under the old
+    # size and modification time (cp -p, rsync -a) are decoded again, from the files
+    assert root / first.names[0] == path
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    load_fingers_folder(root, cache_dir=tmp_path / "cache")
+    assert calls == []
+    st = path.stat()
+    changed = np.asarray(Image.open(path)).copy()
+    changed[5:9, 5:9] = 255 - changed[5:9, 5:9]
+    Image.fromarray(changed).save(path, compress_level=0)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
     third = load_fingers_folder(root, cache_dir=tmp_path / "cache")
-    assert len(calls) == len(first) and torch.equal(third.images, first.images)
+    assert len(calls) == len(first)
+    assert torch.equal(third.images[0, 0], torch.from_numpy(changed)) and torch.equal(third.images[1:], first.images[1:])
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):

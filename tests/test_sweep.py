@@ -47,11 +47,15 @@ def half_failed(tmp_path_factory):
     return sweep_dir, out
 
 
-def test_sweep_goes_on_and_exits_0(half_failed):
-    _, out = half_failed
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_sweep_runs_every_job_then_lists_the_failed_and_exits_1(half_failed):
+    sweep_dir, out = half_failed
+    assert out.returncode == 1, out.stderr[-3000:]
     assert "#1 : data.root=/nonexistent/folder" in out.stderr + out.stdout  # the second job was launched
     assert "the sweep goes on" in out.stderr + out.stdout
+    failed = [f for f in job_folders(sweep_dir) if (f / "failed.json").is_file()]
+    summary = out.stderr[out.stderr.index("1 of 2 jobs of the sweep failed"):]
+    assert f"  {failed[0].name}: FileNotFoundError" in summary and MISSING in summary
+    assert not any(f"  {f.name}:" in summary for f in job_folders(sweep_dir) if f not in failed)
 
 
 def test_failed_job_writes_failed_json_naming_the_folder(half_failed):
@@ -103,7 +107,8 @@ def test_study_sweep_runs_12_jobs_named_by_their_choices(tmp_path_factory, tmp_p
     sweep_dir = tmp_path_factory.mktemp("study")
     out = multirun(["experiment=study", f"data.root={MISSING}", "logger=none", *TINY_SWEEP], sweep_dir,
                    tmp_path_factory)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "12 of 12 jobs of the sweep failed" in out.stderr
     expected = {f"{m}-{d}-seed{s}" for m in ("carlosnet", "ivannet") for d in ("base", "augmented") for s in (0, 1, 2)}
     folders = job_folders(sweep_dir)
     assert sorted(RUN_FOLDER.match(f.name)[1] for f in folders) == sorted(expected)  # a "-job<N>" suffix is allowed

@@ -1,16 +1,23 @@
 """A small on-disk cache of decoded image sets, so a second run starts in seconds.
 
 Each entry is one ``torch.save`` file holding uint8 images and their labels, written
-atomically (temporary file, then rename) so an interrupted run never leaves a
-half-written entry behind. Keys are content fingerprints chosen by the caller.
+atomically (temporary file, then rename; a failed write removes its temporary file, and
+those of dead processes are removed too) so an interrupted run never leaves a
+half-written entry behind. Keys are content fingerprints chosen by the caller; an entry
+also stores what it was made from (``files``), and is refused when that differs. The cache
+can only help: a folder that cannot be written, or a full disk, gives one warning and the
+run goes on uncached; the least recently used entries are pruned past a size limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,6 +36,8 @@ class ImageSet:
     labels: torch.Tensor  # int64 (N,), raised fingers 0..5
     hands: torch.Tensor  # int64 (N,), 0 = left, 1 = right
     names: list[str]  # a file path relative to the root, or a generated id
+    source: str = ""  # where the images come from, said at the start of every run
+    twins: torch.Tensor | None = None  # int64 (N,): first image with identical pixels (itself if none)
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -56,21 +65,130 @@ def cache_path(cache_dir: str | os.PathLike | None, key: str) -> Path:
     return Path(cache_dir).expanduser() / f"{key}.pt" if cache_dir else default_cache_dir() / f"{key}.pt"
 
 
+ENTRY_PREFIXES = ("fingers-", "hands-")  # only these files are ever pruned
+STALE_TEMP_SECONDS = 24 * 3600
+_warned: set[str] = set()  # cache folders already warned about, once per process
+
+
+def _warn_once(folder: Path, message: str) -> None:
+    if str(folder) not in _warned:
+        _warned.add(str(folder))
+        log.warning(message)
+
+
+def load_entry(path: Path, files: list[str] | None = None) -> dict[str, Any] | None:
+    """The blob at ``path``; None when absent, unreadable, or made from other ``files``.
+
+    ``files`` is the list of strings the entry was saved with under ``"files"`` (one per
+    source file, say its path and content digest).
+    """
+    try:
+        if not path.is_file():
+            return None
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict):
+            raise ValueError(f"holds a {type(blob).__name__}, not an entry")
+    except Exception as err:  # a corrupt or foreign file is rebuilt, and we say so
+        log.warning("ignoring unreadable cache entry %s (%s); rebuilding it", path, err)
+        return None
+    if files is not None and blob.get("files") != files:
+        stored = blob.get("files") or []
+        changed = sorted(set(stored) ^ set(files))
+        log.warning("cache entry %s was made from other files (%d differ, e.g. %s); rebuilding it",
+                    path, len(changed), [str(c).split("\0")[0] for c in changed[:3]])  # fmt: skip
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # marks it recently used, for pruning
+    return blob
+
+
+def remove_stale_temp(folder: Path) -> None:
+    """Temporary files left by dead processes (a killed run) in ``folder``."""
+    try:
+        temps = list(folder.glob(".*.tmp"))
+    except OSError:
+        return
+    for tmp in temps:
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+            alive = True
+            os.kill(pid, 0)
+        except (ValueError, IndexError):
+            alive = False
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        try:
+            if not alive or time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                tmp.unlink()
+                log.info("removed a partial cache file left by an interrupted run: %s", tmp)
+        except OSError:
+            pass
+
+
+def prune(folder: Path, max_bytes: float, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used entries of ``folder`` until it holds ``max_bytes`` at most."""
+    entries = []
+    for p in folder.glob("*.pt"):
+        if p.name.startswith(ENTRY_PREFIXES) and p != keep:
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, p))
+    total = sum(e[1] for e in entries) + (keep.stat().st_size if keep is not None and keep.is_file() else 0)
+    removed = []
+    for _, size, p in sorted(entries):
+        if total <= max_bytes:
+            break
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed.append(p)
+    if removed:
+        log.info("cache over its %.2f GB limit (data.cache_max_gb): removed %d old entries, %s",
+                 max_bytes / 1e9, len(removed), [p.name for p in removed])  # fmt: skip
+    return removed
+
+
+def save_entry(path: Path, blob: dict[str, Any], max_gb: float | None = None) -> bool:
+    """Write ``blob`` atomically; False, with one warning, when the cache cannot take it.
+
+    ``max_gb`` bounds the folder (least recently used entries pruned); 0 writes nothing.
+    """
+    if max_gb is not None and max_gb <= 0:
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp(path.parent)
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # unwritable folder, full disk (torch wraps ENOSPC)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _warn_once(path.parent, f"cannot write the image cache in {path.parent} ({err}); this run goes on uncached")
+        return False
+    if max_gb is not None:
+        prune(path.parent, max_gb * 1e9, keep=path)
+    return True
+
+
 def load_cached(path: Path) -> ImageSet | None:
     """The entry at ``path``, or None when absent or unreadable (it is then rebuilt)."""
-    if not path.is_file():
+    blob = load_entry(path)
+    if blob is None:
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        return ImageSet(blob["images"], blob["labels"], blob["hands"], list(blob["names"]))
-    except Exception as err:  # a corrupt or foreign file is rebuilt, and we say so
+        return ImageSet(blob["images"], blob["labels"], blob["hands"], list(blob["names"]), blob.get("source", ""))
+    except Exception as err:
         log.warning("ignoring unreadable cache entry %s (%s); rebuilding it", path, err)
         return None
 
 
-def save_cached(path: Path, data: ImageSet) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    blob = {"images": data.images, "labels": data.labels, "hands": data.hands, "names": data.names}
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+def save_cached(path: Path, data: ImageSet, max_gb: float | None = None) -> bool:
+    blob = {"images": data.images, "labels": data.labels, "hands": data.hands, "names": data.names, "source": data.source}
+    return save_entry(path, blob, max_gb)

@@ -29,9 +29,12 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from handgestures.data.augment import KerasAugmentation
 from handgestures.data.augment.batch import KERAS_PARAM_NAMES  # noqa: F401  (re-exported: it lived here)
 from handgestures.data.cache import ImageSet
+from handgestures.data.grouping import SPLIT_KINDS, make_split
+from handgestures.data.problems import check_splits
 from handgestures.data.samplers import EpochBatchSampler, EpochShuffle
 from handgestures.data.sources import load_images
-from handgestures.data.split import SPLITS, stratified_split
+from handgestures.data.split import SPLITS
+from handgestures.distributed import distributed_batches
 from handgestures.runtime import back_with_huge_pages
 
 log = logging.getLogger(__name__)
@@ -81,10 +84,18 @@ class FingersDataModule(L.LightningDataModule):
             plus ``fill_mode``, ``cval`` and ``semantics`` (``keras2`` or ``keras3``).
             Used for augmented training and for the fixed augmented evaluation views.
         split_seed: seed of the stratified split; independent of the training seed.
+        split: ``random`` (the study's) or ``grouped`` (near-duplicate groups kept inside one
+            split: :mod:`handgestures.data.grouping`, whose parameters ``grouping`` holds).
         seed: seed of the training shuffle and of the training augmentation draws.
         eval_view_seed: seed of the fixed augmented evaluation views.
         huge_pages: hold the dataset in 2 MB pages on Linux (see
             :func:`handgestures.runtime.back_with_huge_pages`); a no-op elsewhere.
+        on_error: ``raise`` (stop, listing every bad file) or ``skip`` (train on the good
+            ones, listing the others in ``skipped.csv``); see :mod:`handgestures.data.problems`.
+        report_dir: where the lists of bad and duplicate files go (the run folder);
+            None for the cache folder's ``reports/``.
+        cache_max_gb: size limit of the image cache folder (least recently used entries
+            pruned past it); 0 caches nothing, None sets no limit.
     """
 
     def __init__(
@@ -103,6 +114,11 @@ class FingersDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         huge_pages: bool = True,
+        on_error: str = "raise",
+        report_dir: str | None = None,
+        cache_max_gb: float | None = None,
+        split: str = "random",
+        grouping: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.augmentation = KerasAugmentation(augmentation, seed)  # checks the parameter names
@@ -110,7 +126,13 @@ class FingersDataModule(L.LightningDataModule):
             raise ValueError("augment_train is true but no augmentation parameters are configured")
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
-        self.root = os.path.expanduser(root) if root else None
+        if split not in SPLIT_KINDS:
+            raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {split!r}")
+        self.split, self.grouping, self.groups = split, dict(grouping or {}), None
+        if root == "":
+            raise ValueError("root is empty (an unset variable?): give a folder of Fingers PNGs, or None for the built-in hands")
+        self.root = os.path.expanduser(root) if root is not None else None
+        self.on_error, self.report_dir, self.cache_max_gb = on_error, report_dir, cache_max_gb
         self.cache_dir = cache_dir
         self.builtin_size, self.builtin_seed, self.image_size = builtin_size, builtin_seed, image_size
         self.split_seed, self.seed, self.eval_view_seed = split_seed, seed, eval_view_seed
@@ -128,7 +150,9 @@ class FingersDataModule(L.LightningDataModule):
 
     def _load(self) -> ImageSet:
         if self.data is None:
-            data = load_images(self.root, self.cache_dir, self.builtin_size, self.builtin_seed, self.image_size)
+            data = load_images(self.root, self.cache_dir, self.builtin_size, self.builtin_seed, self.image_size,
+                               self.on_error, self.report_dir, self.cache_max_gb)  # fmt: skip
+            log.info("data: %s", data.source)
             if self.huge_pages:
                 start = time.perf_counter()
                 held = back_with_huge_pages(data.images)
@@ -140,7 +164,8 @@ class FingersDataModule(L.LightningDataModule):
         if self.splits:
             return
         data = self._load()
-        self.split_indices = stratified_split(data.labels, data.hands, seed=self.split_seed)
+        self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping)
+        check_splits(self.split_indices, data.labels)
         self.splits = {k: IndexedImages(data, idx) for k, idx in self.split_indices.items()}
         if self.augmentation:
             size = tuple(data.images.shape[-2:])
@@ -153,9 +178,10 @@ class FingersDataModule(L.LightningDataModule):
     def _loader(self, dataset: IndexedImages, batch_size: int, shuffle: bool) -> DataLoader:
         # the shuffle is a function of (seed, epoch), so a resumed run replays the same order
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
+        batches = EpochBatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
         return DataLoader(
             dataset,
-            sampler=EpochBatchSampler(sampler, batch_size, drop_last=False),  # Keras keeps the last partial batch
+            sampler=distributed_batches(batches, self.trainer, train=shuffle),  # DDP: this process's share
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

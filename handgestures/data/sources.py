@@ -32,21 +32,27 @@ def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
 
 
 def load_builtin_hands(
-    size: int = 21600, seed: int = 0, image_size: int = 128, cache_dir: str | os.PathLike | None = None
+    size: int = 21600,
+    seed: int = 0,
+    image_size: int = 128,
+    cache_dir: str | os.PathLike | None = None,
+    cache_max_gb: float | None = None,
 ) -> ImageSet:
     """The built-in hands, generated once per (size, seed, generator source) and cached."""
-    source = b"".join(Path(m.__file__).read_bytes() for m in (hands_module, hand_params))
-    key = hashlib.sha256(source + f"{size}-{seed}-{image_size}".encode()).hexdigest()[:20]
+    source = f"built-in hands: {size:,}, seed {seed}"
+    code = b"".join(Path(m.__file__).read_bytes() for m in (hands_module, hand_params))
+    key = hashlib.sha256(code + f"{size}-{seed}-{image_size}".encode()).hexdigest()[:20]
     path = cache_path(cache_dir, f"hands-{key}")
     cached = load_cached(path)
     if cached is not None:
+        cached.source = source
         return cached
     start = time.perf_counter()
     log.info("generating %d built-in hands (once: they are cached for later runs) ...", size)
     with progress_bar(size, "built-in hands") as bar:
         images, labels, hands = hands_module.generate_hands(size, seed=seed, size=image_size, progress=bar)
-    data = ImageSet(images, labels, hands, [f"builtin-{seed}-{i:06d}" for i in range(size)])
-    save_cached(path, data)
+    data = ImageSet(images, labels, hands, [f"builtin-{seed}-{i:06d}" for i in range(size)], source)
+    save_cached(path, data, cache_max_gb)
     log.info("generated %d built-in hands in %.1f s; cached in %s", size, time.perf_counter() - start, path)
     return data
 
@@ -57,8 +63,17 @@ def load_images(
     builtin_size: int = 21600,
     builtin_seed: int = 0,
     image_size: int = 128,
+    on_error: str = "raise",
+    report_dir: str | os.PathLike | None = None,
+    cache_max_gb: float | None = None,
 ) -> ImageSet:
-    """The real images under ``root`` when given, else the built-in hands."""
-    if root:
-        return load_fingers_folder(root, cache_dir=cache_dir, image_size=image_size)
-    return load_builtin_hands(builtin_size, builtin_seed, image_size, cache_dir)
+    """The real images under ``root`` when given, else the built-in hands.
+
+    ``on_error``, ``report_dir``: what to do with bad files, and where to list them
+    (:func:`~handgestures.data.fingers.load_fingers_folder`); ``cache_max_gb``: the cache's size limit.
+    """
+    if root == "":
+        raise ValueError("data.root is empty (an unset variable?): give a folder of Fingers PNGs, or null for the built-in hands")
+    if root is not None:
+        return load_fingers_folder(root, cache_dir, image_size, on_error, report_dir, cache_max_gb)
+    return load_builtin_hands(builtin_size, builtin_seed, image_size, cache_dir, cache_max_gb)

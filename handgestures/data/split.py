@@ -17,11 +17,15 @@ def stratified_split(
     groups: torch.Tensor | None = None,
     seed: int = 0,
     eval_fraction: float = 1 / 6,
+    together: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sorted index tensors for ``train``, ``val`` and ``test``.
 
     In each stratum (class, or class x group) of ``n`` images, ``floor(n * eval_fraction)``
-    go to validation, as many to test, and the rest to training.
+    go to validation, as many to test, and the rest to training. ``together`` (optional,
+    one index per image, equal for images that must share a split, e.g. exact duplicates)
+    moves every image to the split of the first image of its group, so no copy leaks
+    between splits; without groups of two or more, the split is unchanged.
 
     >>> s = stratified_split(torch.arange(12) % 2, seed=0)
     >>> [len(s[k]) for k in SPLITS]
@@ -40,4 +44,17 @@ def stratified_split(
         parts["val"].append(members[:n_eval])
         parts["test"].append(members[n_eval : 2 * n_eval])
         parts["train"].append(members[2 * n_eval :])
-    return {k: torch.cat(v).sort().values for k, v in parts.items()}
+    split = {k: torch.cat(v).sort().values for k, v in parts.items()}
+    return split if together is None else keep_together(split, torch.as_tensor(together, dtype=torch.long))
+
+
+def keep_together(split: dict[str, torch.Tensor], together: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``split`` with each image moved to the split of its group's lowest-index image."""
+    where = torch.empty(len(together), dtype=torch.long)
+    for i, k in enumerate(SPLITS):
+        where[split[k]] = i
+    _, group = torch.unique(together, return_inverse=True)
+    first = torch.full((int(group.max()) + 1 if len(group) else 0,), len(group), dtype=torch.long)
+    first.scatter_reduce_(0, group, torch.arange(len(group)), reduce="amin")
+    where = where[first[group]]
+    return {k: torch.nonzero(where == i).flatten() for i, k in enumerate(SPLITS)}

@@ -1,0 +1,235 @@
+"""Several processes, one run: who writes, how evaluation is split, which launches are refused.
+
+* Rank 0 alone writes the run folder (config.yaml, metrics.json, epochs.csv; Lightning
+  already saves checkpoints and logs from rank 0 only). :func:`is_rank_zero` reads the
+  launcher's environment, so it answers before the process group exists.
+* Evaluation is split with :class:`UnpaddedDistributedBatchSampler`: every image on exactly
+  one rank. Lightning's default ``DistributedSampler`` pads the shorter ranks with repeated
+  images so that all ranks get the same number of batches, and the repeats would be counted
+  twice in the validation accuracy, the cross-evaluation and its confusion matrices.
+  Evaluation has no collective operation per step (the metrics are torchmetrics objects,
+  reduced across ranks once, at ``compute``), so unequal batch counts are safe.
+* ``torchrun`` starts every rank with the same command line. Hydra would give each its own
+  time-stamped run folder, so ranks above 0 get a scratch folder instead
+  (:func:`torchrun_overrides`) and write nothing; the checkpoint folder is rank 0's, which
+  Lightning broadcasts.
+* A Hydra multirun whose jobs would start their own DDP processes is refused before any job
+  trains (:func:`check_launch`): Lightning relaunches the whole command line in each child
+  process, the sweep included (Lightning-AI/pytorch-lightning#11300,
+  ashleve/lightning-hydra-template#393). So are the spawn strategies (``ddp_spawn``), whose
+  processes return only the weights to the one that writes the run's record.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from torch.utils.data import DistributedSampler
+
+log = logging.getLogger(__name__)
+
+# Environment variables that carry a process's rank, by launcher: torchrun/torch.distributed
+# (RANK), Lightning's own DDP launcher (NODE_RANK + LOCAL_RANK), SLURM's srun (SLURM_PROCID,
+# also set for a job of one task, where it is 0).
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+
+
+def global_rank(environ: Mapping[str, str] | None = None) -> int:
+    """0 for a run's first process (or a process alone), else non-zero; from the environment.
+
+    The first non-zero rank variable is returned: a process is rank 0 only when it is rank 0
+    under every launcher that may have started it.
+    """
+    environ = os.environ if environ is None else environ
+    for name in RANK_VARIABLES:
+        value = environ.get(name, "0") or "0"
+        if int(value) != 0:
+            return int(value)
+    return 0
+
+
+def is_rank_zero(environ: Mapping[str, str] | None = None) -> bool:
+    return global_rank(environ) == 0
+
+
+def launched_externally(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the run's processes were started by torchrun or by SLURM (not by Lightning)."""
+    environ = os.environ if environ is None else environ
+    if "TORCHELASTIC_RUN_ID" in environ:
+        return True
+    return int(environ.get("SLURM_NTASKS", "1") or "1") > 1
+
+
+def torchrun_overrides(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Hydra overrides for a rank above 0 started by torchrun: a scratch folder, no .hydra copy.
+
+    Empty for rank 0 and outside torchrun. ``argv`` is the command line (without the
+    program name); an explicit ``hydra.run.dir=`` there is kept, as every rank then agrees.
+    """
+    environ = os.environ if environ is None else environ
+    if "TORCHELASTIC_RUN_ID" not in environ or is_rank_zero(environ):
+        return []
+    extra = ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+    if not any(a.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for a in argv):
+        scratch = tempfile.mkdtemp(prefix=f"handgestures-rank{global_rank(environ)}-")
+        atexit.register(shutil.rmtree, scratch, True)  # nothing of the run is in it
+        extra += [f"hydra.run.dir={scratch}", f"hydra.sweep.dir={scratch}"]
+    return extra
+
+
+def process_count(trainer_cfg: Mapping[str, Any]) -> int:
+    """How many training processes ``trainer_cfg`` asks for (devices x nodes; "auto" is 1 on a CPU)."""
+    devices, nodes = trainer_cfg.get("devices", 1), int(trainer_cfg.get("num_nodes", 1) or 1)
+    if isinstance(devices, str) and devices.lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, Sequence) and not isinstance(devices, str):
+        count = len(devices)
+    elif isinstance(devices, int) and devices >= 0:
+        count = max(1, devices)
+    else:  # "auto" or -1: every device of the accelerator (a CPU counts as one)
+        import torch
+
+        gpu = str(trainer_cfg.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        count = torch.cuda.device_count() if gpu else 1
+    return count * nodes
+
+
+MULTIRUN_DDP_REFUSAL = (
+    "a multirun cannot start DDP processes itself (trainer.devices={devices}, trainer.num_nodes={nodes}: "
+    "{count} processes per job): Lightning relaunches the whole command line, sweep included, in each "
+    "process (Lightning-AI/pytorch-lightning#11300). Instead: run each configuration as a single run "
+    "(`python train.py trainer=ddp trainer.devices={devices} ...`, or `torchrun --nproc_per_node={devices} "
+    "train.py trainer=ddp ...`), or sweep on SLURM with `hydra/launcher=submitit_slurm`, whose "
+    "tasks_per_node starts one process per device; or sweep with trainer.devices=1."
+)
+
+
+SPAWN_REFUSAL = (
+    "trainer.strategy={strategy} is not supported: its processes hand back only the weights and the "
+    "best checkpoint's path (Lightning's multiprocessing launcher), so the run's record (epochs run, best "
+    "validation accuracy, the cross-evaluation's confusion matrices) would be wrong. Use trainer=ddp "
+    "(`python train.py trainer=ddp trainer.devices={devices}` or torchrun), which runs on CPUs too."
+)
+
+
+def check_launch(cfg: Mapping[str, Any], multirun: bool, environ: Mapping[str, str] | None = None) -> None:
+    """Raises SystemExit (a sweep stops at once) for a launch that cannot give a sound run.
+
+    Refused: a multirun job that would start DDP processes itself, and the spawn strategies
+    with several processes. Called at the start of each job, before anything is trained.
+    """
+    trainer_cfg = cfg.get("trainer", {})
+    count = process_count(trainer_cfg)
+    if count <= 1:
+        return
+    strategy = str(trainer_cfg.get("strategy", "auto"))
+    if "spawn" in strategy:
+        raise SystemExit("error: " + SPAWN_REFUSAL.format(strategy=strategy, devices=trainer_cfg.get("devices")))
+    if multirun and not launched_externally(environ):
+        raise SystemExit(
+            "error: "
+            + MULTIRUN_DDP_REFUSAL.format(
+                devices=trainer_cfg.get("devices"), nodes=trainer_cfg.get("num_nodes", 1), count=count
+            )  # fmt: skip
+        )
+
+
+class UnpaddedDistributedBatchSampler(DistributedSampler):
+    """Batches of ``range(length)`` for one rank: rank r gets indices r, r + R, r + 2R, ... .
+
+    Unlike ``DistributedSampler`` nothing is repeated, so ranks may get a different number of
+    images (and of batches). It is a ``DistributedSampler`` so that Lightning uses it as it is
+    instead of wrapping it in a padded one; it yields lists of indices (the datamodule's
+    datasets gather a whole batch at once).
+    """
+
+    def __init__(self, length: int, batch_size: int, num_replicas: int, rank: int) -> None:
+        if batch_size < 1 or num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"batch_size={batch_size}, num_replicas={num_replicas}, rank={rank}: "
+                             "expected batch_size >= 1 and 0 <= rank < num_replicas")  # fmt: skip
+        super().__init__(range(length), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.length, self.batch_size = length, batch_size
+        self.num_samples = len(range(rank, length, num_replicas))
+        self.total_size = length
+
+    def __iter__(self) -> Iterator[list[int]]:
+        mine = list(range(self.rank, self.length, self.num_replicas))
+        for start in range(0, len(mine), self.batch_size):
+            yield mine[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+
+class DistributedTrainBatches(DistributedSampler):
+    """Rank r's share of each epoch's training batches: batches r, r + R, r + 2R, ... .
+
+    ``batches`` (the datamodule's epoch-seeded batch sampler) gives every rank the same
+    batches of an epoch; the shorter ranks repeat the epoch's first batches so that all take
+    the same number of steps (DDP reduces the gradients at every step). ``set_epoch`` reaches
+    the inner shuffle, which Lightning's own wrapper would not pass on.
+    """
+
+    def __init__(self, batches: Any, num_replicas: int, rank: int) -> None:
+        super().__init__(range(len(batches)), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = list(self.batches)
+        if not epoch:
+            return iter([])
+        padded = [epoch[i % len(epoch)] for i in range(len(self) * self.num_replicas)]
+        return iter(padded[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.num_replicas)
+
+
+def distributed_batches(batches: Any, trainer: Any | None, train: bool) -> Any:
+    """``batches`` itself in one process; under DDP this process's share (every image once in evaluation)."""
+    world = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+    if world <= 1:
+        return batches
+    rank = int(trainer.global_rank)
+    if train:
+        return DistributedTrainBatches(batches, world, rank)
+    return UnpaddedDistributedBatchSampler(len(batches.sampler), batches.batch_size, world, rank)
+
+def follow_rank_zero(cfg: Any) -> dict[str, float]:
+    """What a DDP process other than the first runs instead of ``train``: the same collective steps.
+
+    It fits (from the same checkpoint when resuming) and cross-evaluates the best checkpoint
+    as rank 0 does, so that every collective operation has all its processes, and writes
+    nothing: no run folder lock, record or checkpoint (Lightning saves from rank 0 only).
+    """
+    from pathlib import Path
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from handgestures import run_record as rr
+    from handgestures.train import build_run
+
+    log.info("process of rank %d follows rank 0 and writes no record (its folder: %s)", global_rank(),
+             cfg.paths.output_dir)  # fmt: skip
+    datamodule, module, trainer = build_run(cfg)
+    last = Path(cfg.paths.output_dir) / rr.CHECKPOINT_DIR / rr.LAST_CHECKPOINT
+    resume_from = str(last) if cfg.get("resume") and last.is_file() else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    if best is None:
+        return {}
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in datamodule.eval_names}

@@ -1,0 +1,185 @@
+"""MODEL_CARD.md for a run folder, from the files the run wrote (config.yaml, metrics.json).
+
+``write_model_card(run_dir)`` is called at the end of every training run, and can be called
+again on any finished run folder. The card gives the network and its parameter count, the
+data source and split sizes, seed, epochs, precision, every evaluation set's metrics (plain
+and augmented views), what the model is not good at, the command that reproduces it and the
+project version.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import handgestures
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+NOT_OVERRIDES = ("paths", "run_info", "hydra")  # where a run writes, not what it trains
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _override(key: str, value: Any) -> str:
+    text = "null" if value is None else json.dumps(value) if isinstance(value, (list, dict, bool)) else str(value)
+    return shlex.quote(f"{key}={text}")
+
+
+def reproduce_command(run_dir: Path, config: dict[str, Any]) -> str:
+    """``python train.py ...`` that trains this run again: its own overrides when Hydra kept them,
+    else every value that differs from the default config of its model and data choices."""
+    precision = config.get("trainer", {}).get("precision")
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    if overrides_file.is_file():
+        overrides = [str(o) for o in yaml.safe_load(overrides_file.read_text()) or []]
+        overrides = [o for o in overrides if not o.startswith(("trainer.precision=", "hydra."))]
+        return shlex.join(["python", "train.py", *overrides]) + f" trainer.precision={precision}"
+    info = config.get("run_info") or {}
+    model = info.get("model") or str(config["model"]["_target_"]).rsplit(".", 1)[-1].lower()
+    data = info.get("data") or ("augmented" if config["data"].get("augment_train") else "base")
+    args = [f"model={model}", f"data={data}"]
+    try:
+        default_raw, default = _default_config(args)
+    except Exception:  # no conf/ next to the package (an installed wheel): the main keys only
+        return shlex.join(["python", "train.py", *args]) + " " + _diff_note(config)
+    mine, raw, base = _flatten(config), _flatten(default_raw), _flatten(default)
+    for key in sorted(mine):
+        if key.split(".")[0] in NOT_OVERRIDES or any(ref in str(raw.get(key)) for ref in ("${paths.", "${hydra:")):
+            continue
+        if key not in base or base[key] != mine[key]:
+            args.append(_override(key, mine[key]))
+    if any(k.startswith("logger.") for k in base) and not any(k.startswith("logger.") for k in mine):
+        args.append("logger=none")  # conf/logger/none.yaml: the group emptied
+    return " ".join(["python", "train.py", *args])
+
+
+def _default_config(args: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The default train config of ``args`` (model, data), unresolved and resolved."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its own search path
+        cfg = compose("train", overrides=args)
+    else:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=args)
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    with open_dict(cfg):
+        cfg.paths = {"output_dir": "", "cache_dir": None}
+    return raw, OmegaConf.to_container(cfg, resolve=True)
+
+
+def _diff_note(config: dict[str, Any]) -> str:
+    keys = {
+        "seed": config.get("seed"),
+        "epochs": config.get("epochs"),
+        "trainer.precision": config["trainer"].get("precision"),
+    }
+    if config["data"].get("root"):
+        keys["data.root"] = config["data"]["root"]
+    return " ".join(_override(k, v) for k, v in keys.items())
+
+
+def _parameter_count(model_cfg: dict[str, Any]) -> int:
+    from handgestures.checkpoint import build_net
+
+    net = build_net(model_cfg)
+    return sum(p.numel() for p in net.parameters())
+
+
+def model_card(run_dir: str | Path) -> str:
+    """The text of ``run_dir``'s model card."""
+    run_dir = Path(run_dir)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    metrics_all = json.loads((run_dir / "metrics.json").read_text())
+    metrics = metrics_all.get("metrics") or {}
+    confusion = metrics_all.get("confusion") or {}
+    model_cfg, data = config["model"], config["data"]
+    name = str(model_cfg["_target_"]).rsplit(".", 1)[-1]
+    args = ", ".join(f"{k}={v}" for k, v in model_cfg.items() if k != "_target_")
+    augmented = bool(data.get("augment_train"))
+    source = (
+        data.get("root")
+        or f"built-in procedural hands ({data.get('builtin_size')} images, seed {data.get('builtin_seed')})"
+    )
+    sizes = {k: int(sum(map(sum, m))) for k, m in confusion.items()}
+    plain_sets = [k for k in ("train", "val", "test") if f"{k}/acc" in metrics]
+    aug_sets = [f"{k}_aug" for k in plain_sets if f"{k}_aug/acc" in metrics]
+    lines = [
+        f"# Model card: {name}, {'augmented' if augmented else 'base'} training, seed {config.get('seed')}",
+        "",
+        f"Run folder `{run_dir.name}`; status `{metrics_all.get('status')}`; handgestures {handgestures.__version__}.",
+        "",
+        "## Network",
+        f"- `{model_cfg['_target_']}`({args}): {_parameter_count(model_cfg):,} parameters",
+        "- input: one 128x128 grey image, pixel/255 in [0, 1] (colour images become ITU-R 601-2 luma; "
+        "other sizes are resized bilinearly: `handgestures.inference.preprocess`)",
+        "- output: probabilities of 0, 1, 2, 3, 4 or 5 raised fingers",
+        "",
+        "## Data and training",
+        f"- source: {source}",
+        f"- split (seed {data.get('split_seed')}, stratified by class and hand, 4/6-1/6-1/6): "
+        + ", ".join(f"{k} {sizes[k]:,}" for k in plain_sets if k in sizes),
+        f"- training: {'Keras augmentation on every batch' if augmented else 'plain images (no augmentation)'}; "
+        f"seed {config.get('seed')}; {config.get('epochs')} epochs configured, {metrics_all.get('epochs_run')} run; "
+        f"batch {config.get('batch_size')}; SGD lr {config.get('optimizer', {}).get('lr')}; "
+        f"precision {metrics_all.get('precision') or config['trainer'].get('precision')}",
+        f"- best checkpoint: `{Path(metrics_all.get('best_checkpoint') or 'none').name}` "
+        f"(validation accuracy {metrics_all.get('best_val_acc')})",
+        "",
+        "## Metrics (best checkpoint)",
+        "| set | images | accuracy | loss |",
+        "|---|---:|---:|---:|",
+    ]
+    for k in plain_sets + aug_sets:
+        lines.append(f"| {k} | {sizes.get(k, '?')} | {metrics[f'{k}/acc']:.4f} | {metrics[f'{k}/loss']:.4f} |")
+    if not metrics:
+        lines.append("| (not evaluated: the run stopped before its evaluation) | | | |")
+    lines += [
+        "",
+        "`*_aug`: the same images under fixed random Keras augmentations (rotation up to 90 degrees, "
+        "horizontal and vertical flips, shifts, zoom), drawn from seed "
+        f"{data.get('eval_view_seed')}, the same in every run.",
+        "",
+        "## What it is not good at",
+    ]
+    if "test/acc" in metrics and "test_aug/acc" in metrics:
+        plain_acc, aug_acc = metrics["test/acc"], metrics["test_aug/acc"]
+        if augmented:
+            lines.append(
+                f"- trained on augmented hands: test accuracy {plain_acc:.4f} upright, {aug_acc:.4f} rotated/flipped"
+            )
+        else:
+            lines.append(
+                f"- rotated and flipped hands: trained on upright hands only, its test accuracy is "
+                f"{plain_acc:.4f} on upright hands and {aug_acc:.4f} on rotated/flipped ones ({aug_acc - plain_acc:+.4f})"
+            )
+    lines += [
+        "- anything unlike its training images: one hand, bright on a dark background, 128x128 grey; "
+        "other backgrounds, lighting, several hands or partial hands were never seen",
+    ]
+    if not data.get("root"):
+        lines.append("- real photos: it was trained on the built-in synthetic hands, not on photographs")
+    lines += ["", "## Reproduce", "```", reproduce_command(run_dir, config), "```", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(run_dir: str | Path) -> Path:
+    """Writes ``run_dir/MODEL_CARD.md`` and returns its path."""
+    path = Path(run_dir) / "MODEL_CARD.md"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(model_card(run_dir))
+    tmp.replace(path)
+    return path

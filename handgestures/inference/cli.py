@@ -1,0 +1,164 @@
+"""The commands after training: predict, eval, export, demo (Hydra ``key=value`` arguments).
+
+Root scripts (``python predict.py ...``) and console scripts (``handgestures-predict ...``)
+both call the ``run_*`` functions here with the composed config (conf/predict.yaml,
+conf/eval.yaml, conf/export.yaml, conf/demo.yaml). A bad argument, checkpoint or input ends
+the command with a one-line error and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from handgestures.checkpoint import CheckpointError
+
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+OUTPUTS = ("text", "json", "csv")
+EXIT_FAILED_INPUTS, EXIT_ERROR = 1, 2
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_ERROR)
+
+
+def _required(cfg: DictConfig, key: str, what: str) -> str:
+    value = cfg.get(key)
+    if value in (None, "", "???"):
+        fail(f"{key}= is required: {what}")
+    return str(value)
+
+
+def run_predict(cfg: DictConfig) -> int:
+    """Predictions for ``inputs`` (an image or a folder); returns the exit status (1 if any failed)."""
+    from handgestures.inference.predictor import PredictionRun, load_predictor, predict_files
+    from handgestures.inference.preprocess import SUMMARY, list_inputs
+
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
+    inputs = _required(cfg, "inputs", "an image file or a folder of images")
+    output = str(cfg.get("output", "text"))
+    if output not in OUTPUTS:
+        fail(f"output={output!r}: expected one of {list(OUTPUTS)}")
+    try:
+        predictor = load_predictor(ckpt, precision=cfg.get("precision"))
+        paths, others = list_inputs(inputs)
+    except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
+        fail(str(err))
+    print(f"model: {predictor.source} ({predictor.kind}, {predictor.precision})", file=sys.stderr)
+    print(SUMMARY, file=sys.stderr)
+    for other in others:
+        print(f"skipped (not an image file name): {other}", file=sys.stderr)
+    if not paths:
+        fail(f"no image files under {inputs!r}")
+    run = PredictionRun()
+    records = predict_files(predictor, paths, batch_size=int(cfg.batch_size), threads=cfg.get("threads"), run=run)
+    csv_file = writer = None
+    if output == "csv":
+        csv_path = Path(str(cfg.output_dir)) / "predictions.csv"
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        csv_file = csv_path.open("w", newline="")
+        writer = csv.writer(csv_file)
+        writer.writerow(["file", "fingers", "probability", *(f"p{c}" for c in predictor.class_names), "error"])
+    try:
+        for r in records:
+            for notice in r.get("notices", []):
+                print(f"notice: {r['file']}: {notice}", file=sys.stderr)
+            if output == "json":
+                print(json.dumps({k: v for k, v in r.items() if k != "notices" or v}))
+            elif output == "csv":
+                probs = list(r["probabilities"].values()) if "error" not in r else [""] * len(predictor.class_names)
+                writer.writerow([r["file"], r.get("fingers", ""), r.get("probability", ""), *probs, r.get("error", "")])
+            if "error" in r:
+                if output != "json":
+                    print(f"{r['file']}: ERROR {r['error']}")
+            elif output == "text":
+                probs = " ".join(f"{v:.4f}" for v in r["probabilities"].values())
+                print(f"{r['file']}: {r['fingers']} fingers (p={r['probability']:.4f})  p0..p5: {probs}")
+    finally:
+        if csv_file is not None:
+            csv_file.close()
+    if output == "json":
+        print(json.dumps({"summary": {"images": run.images, "failed": run.failed, "resized": run.resized,
+                                      "seconds": round(run.seconds, 3), "predicted": run.counts}}))  # fmt: skip
+    else:
+        print(run.summary() + (f"; wrote {csv_file.name}" if csv_file is not None else ""))
+    return EXIT_FAILED_INPUTS if run.failed else 0
+
+
+def run_eval(cfg: DictConfig) -> int:
+    """eval.json and confusion PNGs in ``output_dir`` for ``ckpt`` on ``data.root`` / ``split``."""
+    from handgestures.inference.evaluate import evaluate as run
+    from handgestures.inference.evaluate import format_result, write_evaluation
+
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
+    root = (cfg.get("data") or {}).get("root")
+    try:
+        predictor = load(ckpt, cfg.get("precision"))
+        result = run(
+            predictor, root=str(root) if root else None, split=cfg.get("split"), batch_size=cfg.get("batch_size")
+        )
+    except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
+        fail(str(err))
+    print(format_result(result))
+    written = write_evaluation(result, str(cfg.output_dir))
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def load(ckpt: str, precision):
+    from handgestures.inference.predictor import load_predictor
+
+    return load_predictor(ckpt, precision=precision)
+
+
+def run_export(cfg: DictConfig) -> int:
+    """``format=onnx``: the checkpoint's network as an ONNX file, checked in onnxruntime."""
+    from handgestures.checkpoint import resolve_checkpoint
+    from handgestures.inference.export import export_onnx
+
+    ckpt = _required(cfg, "ckpt", "a checkpoint or a run folder")
+    if str(cfg.format) != "onnx":
+        fail(f"format={cfg.format!r}: only onnx is supported")
+    try:
+        file = resolve_checkpoint(ckpt)
+        out = Path(str(cfg.output)) if cfg.get("output") else file.with_suffix(".onnx")
+        report = export_onnx(
+            file, out, opset=int(cfg.opset), check_batch=int(cfg.check_batch), try_fused=bool(cfg.try_fused)
+        )
+    except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
+        fail(str(err))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def run_demo(cfg: DictConfig) -> int:
+    from handgestures.inference.demo import launch
+
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
+    try:
+        launch(ckpt, examples=cfg.get("examples"), host=str(cfg.host), port=cfg.get("port"), seed=cfg.get("seed"))
+    except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
+        fail(str(err))
+    return 0
+
+
+def _console(config_name: str, runner):
+    @hydra.main(version_base="1.3", config_path=CONF, config_name=config_name)
+    def main(cfg: DictConfig) -> None:
+        code = runner(cfg)
+        if code:
+            raise SystemExit(code)
+
+    return main
+
+
+predict = _console("predict", run_predict)
+evaluate = _console("eval", run_eval)
+export = _console("export", run_export)
+demo = _console("demo", run_demo)

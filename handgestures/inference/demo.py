@@ -1,0 +1,134 @@
+"""A demo page (gradio): a hand image, the model's count, and the same under Keras augmentation.
+
+Upload an image or pick an example (built-in hands; real images when ``examples=FOLDER`` is
+given). The page shows the predicted number of fingers with the six probabilities as bars,
+and beside it the same image under a random Keras augmentation of the run's configuration
+(:func:`handgestures.data.augment.sample_keras_params`, :func:`apply_keras_transform`) with
+the model's answer there: the study's gap between upright and rotated/flipped hands, one
+image at a time. The server listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from handgestures.data.augment import apply_keras_transform, sample_keras_params
+from handgestures.data.datamodule import KERAS_PARAM_NAMES
+from handgestures.inference.predictor import Predictor, load_predictor
+from handgestures.inference.preprocess import IMAGE_SIZE, SUMMARY, decode, list_inputs, to_tensor
+
+MAX_EXAMPLES = 12
+# the study's augmentation, for a model whose description records none
+STUDY_AUGMENTATION = {"rotation_range": 90, "width_shift_range": 0.2, "height_shift_range": 0.2, "zoom_range": 0.2,
+                      "horizontal_flip": True, "vertical_flip": True}  # fmt: skip
+
+
+class DemoModel:
+    """The page's logic without the page: predictions on a file, plain and augmented."""
+
+    def __init__(self, predictor: Predictor, seed: int = 0) -> None:
+        self.predictor = predictor
+        augmentation = dict((predictor.description.get("data") or {}).get("augmentation") or STUDY_AUGMENTATION)
+        self.keras_params = {k: v for k, v in augmentation.items() if k in KERAS_PARAM_NAMES}
+        self.warp = {"semantics": augmentation.get("semantics", "keras2"), "fill_mode": augmentation.get("fill_mode", "nearest"),
+                     "cval": float(augmentation.get("cval", 0.0)) / 255.0}  # fmt: skip
+        self.generator = torch.Generator().manual_seed(int(seed or 0))
+
+    def labels(self, probs: torch.Tensor) -> dict[str, float]:
+        return {f"{name} fingers": float(p) for name, p in zip(self.predictor.class_names, probs.tolist())}
+
+    def answer(self, path: str | None) -> tuple[dict[str, float], np.ndarray, dict[str, float], str]:
+        """(probabilities, augmented image, its probabilities, a one-paragraph summary) for ``path``."""
+        if not path:
+            raise ValueError("no image: upload one or pick an example")
+        decoded = decode(path)
+        if decoded.error is not None:
+            raise ValueError(f"{Path(path).name}: {decoded.error}")
+        x = to_tensor([decoded.pixels])
+        params = sample_keras_params(
+            1, image_size=(IMAGE_SIZE, IMAGE_SIZE), generator=self.generator, **self.keras_params
+        )
+        augmented = apply_keras_transform(x, params, **self.warp)
+        probs = self.predictor.probabilities(torch.cat([x, augmented]))
+        picture = (augmented[0, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        plain, aug = int(probs[0].argmax()), int(probs[1].argmax())
+        p = {k: float(v[0]) for k, v in params.items()}
+        how = (f"rotated {p.get('theta', 0):+.0f} deg, shifted ({p.get('tx', 0):+.0f}, {p.get('ty', 0):+.0f}) px, "
+               f"zoom ({p.get('zx', 1):.2f}, {p.get('zy', 1):.2f})"
+               + (", flipped left-right" if p.get("flip_horizontal") else "") + (", flipped upside down" if p.get("flip_vertical") else ""))  # fmt: skip
+        notices = f" ({'; '.join(decoded.notices)})" if decoded.notices else ""
+        text = (f"**{plain} fingers** (p = {float(probs[0, plain]):.3f}) on the image{notices}; "
+                f"**{aug} fingers** (p = {float(probs[1, aug]):.3f}) on it {how}.")  # fmt: skip
+        return self.labels(probs[0]), picture, self.labels(probs[1]), text
+
+
+def example_files(folder: str | None, out_dir: Path) -> list[str]:
+    """Built-in hands written as PNGs in ``out_dir`` (one per count), then images of ``folder``."""
+    from handgestures.data.hands import generate_hands
+
+    images, labels, hands = generate_hands(12, seed=7)
+    files = []
+    for i in torch.argsort(labels * 2 + hands).tolist()[::2]:
+        path = out_dir / f"builtin-{int(labels[i])}fingers-{'LR'[int(hands[i])]}.png"
+        Image.fromarray(images[i, 0].numpy()).save(path)
+        files.append(str(path))
+    if folder:
+        real, _ = list_inputs(folder)
+        if not real:
+            raise FileNotFoundError(f"examples={folder!r} holds no image files")
+        step = max(1, len(real) // MAX_EXAMPLES)
+        files += real[::step][:MAX_EXAMPLES]
+    return files
+
+
+def build_demo(ckpt: str, examples: str | None = None, seed: int | None = 0) -> tuple[Any, list[str]]:
+    """The gradio Blocks page for ``ckpt``, and the folders it needs to serve files from."""
+    try:
+        import gradio as gr
+    except ImportError as err:
+        raise ImportError("the demo needs the demo extra: pip install 'handgestures[demo]'") from err
+    model = DemoModel(load_predictor(ckpt), seed=seed or 0)
+    d = model.predictor.description
+    example_dir = Path(tempfile.mkdtemp(prefix="handgestures-demo-"))
+    files = example_files(examples, example_dir)
+    net = str((model.predictor.description.get("net_spec") or {}).get("_target_", "")).rsplit(".", 1)[-1]
+    variant = d.get("data_choice") or ("augmented" if (d.get("data") or {}).get("augment_train") else "base")
+    name = f"{d.get('model_choice') or net or 'model'} ({variant} training, seed {d.get('seed')})"
+    with gr.Blocks(title="handgestures: how many fingers?") as page:
+        gr.Markdown(f"## How many fingers? {name}\nModel `{model.predictor.source.name}` ({model.predictor.kind}, "
+                    f"{model.predictor.precision}), trained on {d.get('source')}. Right: the same image under a random "
+                    f"Keras augmentation of the study (rotation, shifts, zoom, flips).\n\n<small>{SUMMARY}</small>")  # fmt: skip
+        with gr.Row():
+            image = gr.Image(type="filepath", label="hand image (upload, or pick an example below)", image_mode=None,
+                             height=256)  # fmt: skip
+            plain = gr.Label(num_top_classes=6, label="prediction")
+            augmented_image = gr.Image(label="randomly augmented", interactive=False, height=256)
+            augmented = gr.Label(num_top_classes=6, label="prediction on the augmented image")
+        summary = gr.Markdown()
+        again = gr.Button("another random augmentation")
+        gr.Examples(examples=[[f] for f in files], inputs=[image], label="examples")
+        outputs = [plain, augmented_image, augmented, summary]
+
+        def respond(path):
+            try:
+                return model.answer(path)
+            except ValueError as err:
+                raise gr.Error(str(err)) from None
+
+        image.change(respond, inputs=[image], outputs=outputs, api_name="predict")
+        again.click(respond, inputs=[image], outputs=outputs, api_name="augment_again")
+    allowed = [str(example_dir)] + ([str(Path(examples).expanduser().resolve())] if examples else [])
+    return page, allowed
+
+
+def launch(ckpt: str, examples: str | None = None, host: str = "127.0.0.1", port: int | None = None,
+           seed: int | None = 0, **kwargs: Any):  # fmt: skip
+    """Builds and serves the page; returns gradio's launch result (with ``prevent_thread_lock=True``)."""
+    page, allowed = build_demo(ckpt, examples, seed)
+    return page.launch(server_name=host, server_port=port, allowed_paths=allowed, **kwargs), page

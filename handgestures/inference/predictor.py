@@ -1,0 +1,184 @@
+"""A trained model behind one interface, from a checkpoint, a run folder or an ONNX file.
+
+:class:`Predictor` turns float ``(B, 1, 128, 128)`` batches in [0, 1] into logits and
+probabilities. The PyTorch path runs as the run's Trainer evaluated it (its precision, e.g.
+bf16 autocast, channels-last inputs), so predictions agree with the recorded metrics; the
+ONNX path runs the exported graph in onnxruntime (fp32). :func:`predict_files` reads image
+files in batches (:mod:`handgestures.inference.preprocess`) and yields one record per file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from handgestures.checkpoint import CheckpointError, load_module, resolve_checkpoint
+from handgestures.inference.preprocess import decode_many, to_tensor
+
+ONNX_METADATA_KEY = "handgestures"
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+PLAIN = {"32-true": torch.float32, "32": torch.float32}
+
+
+def autocast_context(precision: str):
+    """The context Lightning's CPU precision plugin evaluates in, for ``precision``."""
+    if precision in AUTOCAST:
+        return torch.autocast("cpu", dtype=AUTOCAST[precision])
+    if precision in PLAIN:
+        return contextlib.nullcontext()
+    raise ValueError(f"precision={precision!r} is not supported here: expected one of {sorted({*AUTOCAST, *PLAIN})}")
+
+
+class Predictor:
+    """Logits and probabilities of a trained model; ``description`` is its run's record."""
+
+    kind = "abstract"
+
+    def __init__(self, description: dict[str, Any], source: Path) -> None:
+        self.description = description
+        self.source = source
+        self.class_names = list(description.get("class_names") or [str(i) for i in range(6)])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:  # float32 (B, num_classes)
+        raise NotImplementedError
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x).float().softmax(dim=-1)
+
+
+class TorchPredictor(Predictor):
+    """A HandGestureClassifier from a checkpoint, on the CPU, in its run's precision."""
+
+    kind = "pytorch"
+
+    def __init__(self, module, description: dict[str, Any], source: Path, precision: str | None = None) -> None:
+        super().__init__(description, source)
+        self.module = module
+        self.precision = str(precision or description.get("precision") or "32-true")
+        autocast_context(self.precision)  # reject an unknown precision now, not at the first batch
+        self.channels_last = bool(module.hparams.get("channels_last", True))
+
+    def context(self):
+        return autocast_context(self.precision)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision in PLAIN:
+            x = x.to(PLAIN[self.precision])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self.context():
+            return self.module(x).float()
+
+
+class OnnxPredictor(Predictor):
+    """An exported ``.onnx`` graph in onnxruntime; its description is in the file's metadata."""
+
+    kind = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None, require_metadata: bool = True) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ImportError("reading .onnx files needs onnxruntime: pip install 'handgestures[export]'") from err
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        if not require_metadata:  # a check of a fresh export: its caller reports what fails
+            options.log_severity_level = 4
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"{str(path)!r} is not a readable ONNX model: {err}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if ONNX_METADATA_KEY not in meta and require_metadata:
+            raise CheckpointError(
+                f"{str(path)!r} has no '{ONNX_METADATA_KEY}' metadata: not exported by handgestures-export"
+            )
+        super().__init__(json.loads(meta.get(ONNX_METADATA_KEY, "{}")), path)
+        self.precision = "32-true"
+        self.input_name = self.session.get_inputs()[0].name
+
+    def context(self):
+        return contextlib.nullcontext()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def load_predictor(
+    path: str | os.PathLike, precision: str | None = None, eval_names: list[str] | None = None
+) -> Predictor:
+    """The model at ``path``: a ``.ckpt``, a run folder (its best checkpoint) or an ``.onnx``."""
+    file = resolve_checkpoint(path)
+    if file.suffix == ".onnx":
+        if precision not in (None, "32-true", "32"):
+            raise ValueError(f"precision={precision!r}: an ONNX model runs in fp32 (32-true)")
+        return OnnxPredictor(file)
+    module, description = load_module(file, eval_names=eval_names)
+    return TorchPredictor(module, description, file, precision)
+
+
+@dataclass
+class PredictionRun:
+    """Counters of one :func:`predict_files` call, filled as records are yielded."""
+
+    images: int = 0
+    failed: int = 0
+    resized: int = 0
+    seconds: float = 0.0
+    counts: dict[int, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        rate = self.images / self.seconds if self.seconds > 0 else 0.0
+        per_class = ", ".join(f"{k}: {self.counts.get(k, 0)}" for k in sorted(self.counts))
+        return (
+            f"summary: {self.images} images predicted, {self.failed} failed, {self.resized} resized, "
+            f"in {self.seconds:.2f} s ({rate:.0f} images/s); predicted fingers {{{per_class}}}"
+        )
+
+
+def predict_files(
+    predictor: Predictor, paths: list[str], batch_size: int = 256, threads: int | None = None,
+    run: PredictionRun | None = None,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """One record per path, in order: ``fingers``, ``probability``, ``probabilities``, or ``error``.
+
+    Files are decoded ``batch_size`` at a time on a thread pool, then predicted as one batch;
+    a file that cannot be read gives an ``error`` record and the others go on.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    run = run if run is not None else PredictionRun()
+    start = time.perf_counter()
+    for begin in range(0, len(paths), batch_size):
+        decoded = decode_many(paths[begin : begin + batch_size], threads)
+        good = [d for d in decoded if d.pixels is not None]
+        probs = predictor.probabilities(to_tensor([d.pixels for d in good])) if good else None
+        rows = iter(range(len(good)))
+        for d in decoded:
+            if d.error is not None:
+                run.failed += 1
+                yield {"file": d.path, "error": d.error}
+                continue
+            p = probs[next(rows)]
+            fingers = int(p.argmax())
+            run.images += 1
+            run.resized += any(n.startswith("resized") for n in d.notices)
+            run.counts[fingers] = run.counts.get(fingers, 0) + 1
+            run.seconds = time.perf_counter() - start
+            yield {
+                "file": d.path, "fingers": fingers, "probability": round(float(p[fingers]), 6),
+                "probabilities": {name: round(float(v), 6) for name, v in zip(predictor.class_names, p.tolist())},
+                "notices": d.notices,
+            }  # fmt: skip
+    run.seconds = time.perf_counter() - start

@@ -1,0 +1,230 @@
+"""DDP on the CPU (gloo, 2 processes): every image evaluated once, one run folder written by rank 0.
+
+Two real launches on tiny data: Lightning's own (`python train.py trainer=ddp`) and torchrun's
+(`torchrun --nproc_per_node=2 train.py trainer=ddp`), the second from an empty working folder
+so that its default, time-stamped run folder is used. Both are compared with a single-process
+evaluation of the same best checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, compose_train
+from hypothesis import given
+from hypothesis import strategies as st
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+from torch.utils.data import BatchSampler, SequentialSampler
+
+from handgestures.distributed import (
+    DistributedTrainBatches,
+    UnpaddedDistributedBatchSampler,
+    check_launch,
+    global_rank,
+    process_count,
+    torchrun_overrides,
+)
+from handgestures.train import build_run
+
+# 240 built-in images: val and test have 36 each, 3 batches of 16: a padded sampler would
+# give rank 1 a repeated batch
+TINY_DDP = [
+    "data.builtin_size=240", "data.eval_batch_size=16", "epochs=1", "trainer.limit_train_batches=2",
+    "trainer.accelerator=cpu", "trainer.precision=32-true", "logger=none", "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]  # fmt: skip
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def run(cmd, cwd, tmp_path_factory, timeout=300, **extra_env):
+    env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache"), "PYTHONPATH": str(ROOT),
+           **extra_env}  # fmt: skip
+    env.pop("OMP_NUM_THREADS", None)  # as a user runs it: the launchers choose the threads
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def lightning_ddp(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ddp") / "run"
+    run([sys.executable, "train.py", "trainer=ddp", "trainer.devices=2", *TINY_DDP, f"hydra.run.dir={run_dir}"],
+        ROOT, tmp_path_factory)  # fmt: skip
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def torchrun_ddp(tmp_path_factory):
+    if not TORCHRUN.exists():
+        pytest.skip(f"torchrun not found next to {sys.executable}")
+    cwd = tmp_path_factory.mktemp("torchrun")
+    (cwd / "tmp").mkdir()
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", str(ROOT / "train.py"), "trainer=ddp", *TINY_DDP]
+    out = run(cmd, cwd, tmp_path_factory, TMPDIR=str(cwd / "tmp"))  # rank 1's scratch folder goes there
+    return cwd, out
+
+
+def single_process_eval(run_dir: Path, tmp_path: Path) -> tuple[dict, dict, float]:
+    """The cross-evaluation and validation of ``run_dir``'s best checkpoint in this process."""
+    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    cfg = compose_train([*TINY_DDP, "trainer.devices=1"], tmp_path)
+    datamodule, module, trainer = build_run(cfg)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    confusion = {k: v.tolist() for k, v in module.confusion.items()}
+    trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
+    return metrics, confusion, float(trainer.callback_metrics["val/acc"])
+
+
+def assert_same_as_single_process(run_dir: Path, tmp_path: Path) -> dict:
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "done"
+    metrics, confusion, val_acc = single_process_eval(run_dir, tmp_path)
+    assert set(record["metrics"]) == set(metrics), (sorted(record["metrics"]), sorted(metrics))
+    for key, value in record["metrics"].items():
+        assert value == pytest.approx(metrics[key], abs=1e-6), key
+    assert record["confusion"] == confusion  # every count, not only the accuracies
+    assert record["best_val_acc"] == pytest.approx(val_acc, abs=1e-7)
+    sizes = {"train": 168, "val": 36, "test": 36}
+    for name, matrix in record["confusion"].items():  # each image exactly once over both ranks
+        assert sum(map(sum, matrix)) == sizes[name.removesuffix("_aug")], name
+    return record
+
+
+def test_lightning_ddp_equals_single_process_evaluation(lightning_ddp, tmp_path):
+    assert_same_as_single_process(lightning_ddp, tmp_path)
+
+
+def test_lightning_ddp_writes_the_run_folder_once(lightning_ddp):
+    assert (lightning_ddp / "train_ddp_process_1.log").is_file()  # a second process trained...
+    assert "split sizes" in (lightning_ddp / "train_ddp_process_1.log").read_text()
+    checkpoints = sorted(p.name for p in (lightning_ddp / "checkpoints").iterdir())
+    assert len(checkpoints) == 2 and checkpoints[0].startswith("best-") and checkpoints[1] == "last.ckpt"
+    epochs = (lightning_ddp / "epochs.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in epochs] == ["epoch", "1"]  # one row per epoch, not per rank
+    assert not (lightning_ddp / "run.lock").exists()
+
+
+def test_torchrun_writes_one_run_folder_with_the_same_numbers(torchrun_ddp, lightning_ddp, tmp_path):
+    cwd, out = torchrun_ddp
+    runs = list((cwd / "outputs" / "runs").iterdir())
+    assert len(runs) == 1, [p.name for p in runs]  # rank 1 wrote no folder of its own
+    assert re.search(r"rank 1 follows rank 0 .*handgestures-rank1-", out.stdout + out.stderr)  # a scratch folder...
+    assert not list((cwd / "tmp").iterdir())  # ...which is gone
+    record = assert_same_as_single_process(runs[0], tmp_path)
+    # the same seed and configuration, launched by torchrun or by Lightning: the same run...
+    assert record["metrics"] == json.loads((lightning_ddp / "metrics.json").read_text())["metrics"]
+    # ...and the same files, but for the log of Lightning's second process (torchrun's went to its console)
+    files = {p.relative_to(runs[0]).as_posix() for p in runs[0].rglob("*") if ".hydra" not in p.parts}
+    lightning_files = {
+        p.relative_to(lightning_ddp).as_posix() for p in lightning_ddp.rglob("*") if ".hydra" not in p.parts
+    }
+    assert files == lightning_files - {"train_ddp_process_1.log"}
+    assert (runs[0] / "epochs.csv").read_text().count("\n") == 2
+
+
+def test_multirun_with_inprocess_ddp_is_refused_before_training(tmp_path, tmp_path_factory):
+    cmd = [sys.executable, "train.py", "-m", "trainer=ddp", "seed=0,1", *TINY_DDP, f"hydra.sweep.dir={tmp_path}"]
+    env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode != 0
+    assert "a multirun cannot start DDP processes itself" in out.stderr and "torchrun" in out.stderr
+    assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("*.ckpt"))
+    assert "#1 : " not in out.stdout + out.stderr  # the second job never started
+
+
+def test_refusals_spare_single_runs_external_launchers_and_one_process():
+    cfg = {"trainer": {"devices": 2, "num_nodes": 1, "accelerator": "cpu"}}
+    check_launch(cfg, multirun=False, environ={})
+    check_launch(cfg, multirun=True, environ={"SLURM_NTASKS": "2"})
+    check_launch(cfg, multirun=True, environ={"TORCHELASTIC_RUN_ID": "x"})
+    check_launch({"trainer": {"devices": 1}}, multirun=True, environ={})
+    with pytest.raises(SystemExit, match="trainer.devices=2"):
+        check_launch(cfg, multirun=True, environ={})
+    spawn = {"trainer": {**cfg["trainer"], "strategy": "ddp_spawn"}}
+    with pytest.raises(SystemExit, match="ddp_spawn is not supported.*Use trainer=ddp"):
+        check_launch(spawn, multirun=False, environ={})
+    assert process_count({"devices": [0, 1], "num_nodes": 2}) == 4
+    assert process_count({"devices": "3"}) == 3
+
+
+def test_rank_from_each_launcher_environment():
+    assert global_rank({}) == 0
+    assert global_rank({"RANK": "0", "LOCAL_RANK": "0"}) == 0
+    assert global_rank({"RANK": "1"}) == 1
+    assert global_rank({"NODE_RANK": "1", "LOCAL_RANK": "0"}) != 0  # Lightning's launcher, second node
+    assert global_rank({"LOCAL_RANK": "1"}) == 1
+    assert global_rank({"SLURM_PROCID": "3"}) == 3
+
+
+def test_torchrun_overrides_only_for_ranks_above_zero(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert torchrun_overrides([], {"TORCHELASTIC_RUN_ID": "a", "RANK": "0"}) == []
+    assert torchrun_overrides([], {"RANK": "1"}) == []  # not torchrun
+    extra = torchrun_overrides(["hydra.run.dir=x"], {"TORCHELASTIC_RUN_ID": "a", "RANK": "1"})
+    assert extra == ["hydra.output_subdir=null", "hydra/job_logging=stdout"]  # the user's folder is shared
+    extra = torchrun_overrides([], {"TORCHELASTIC_RUN_ID": "a", "RANK": "1"})
+    scratch = extra[-1].split("=", 1)[1]
+    assert Path(scratch).parent == tmp_path and f"hydra.run.dir={scratch}" in extra
+    shutil.rmtree(scratch)
+
+
+def eval_indices(sampler) -> list[int]:
+    return [int(i) for batch in sampler for i in batch]
+
+
+@given(length=st.integers(0, 300), batch=st.integers(1, 64), replicas=st.integers(1, 5))
+def test_unpadded_sampler_gives_every_index_once(length, batch, replicas):
+    samplers = [UnpaddedDistributedBatchSampler(length, batch, replicas, r) for r in range(replicas)]
+    seen = [i for s in samplers for i in eval_indices(s)]
+    assert sorted(seen) == list(range(length))
+    for s in samplers:
+        batches = list(s)
+        assert len(batches) == len(s) and all(0 < len(b) <= batch for b in batches)
+
+
+@given(batches=st.integers(0, 20), replicas=st.integers(1, 4))
+def test_train_batches_split_evenly_and_cover_the_epoch(batches, replicas):
+    epoch = BatchSampler(SequentialSampler(range(batches * 3)), 3, drop_last=False)
+    shares = [list(DistributedTrainBatches(epoch, replicas, r)) for r in range(replicas)]
+    assert len({len(s) for s in shares}) == 1  # the same number of steps on every rank
+    assert sorted({i for s in shares for b in s for i in b}) == list(range(batches * 3))
+
+
+def test_lightnings_padded_default_would_count_images_twice():
+    """What the unpadded sampler avoids: Lightning's wrapper repeats a batch of the 36-image val split."""
+    plain = BatchSampler(SequentialSampler(range(36)), 16, drop_last=False)
+    padded = [eval_indices(DistributedSamplerWrapper(plain, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    assert len(padded[0]) + len(padded[1]) > 36
+    ours = [eval_indices(UnpaddedDistributedBatchSampler(36, 16, 2, r)) for r in (0, 1)]
+    assert sorted(ours[0] + ours[1]) == list(range(36))
+
+
+def test_datamodule_uses_the_unpadded_sampler_under_ddp(tmp_path):
+    cfg = compose_train(TINY_DDP, tmp_path)
+    datamodule, _, _ = build_run(cfg)
+    datamodule.setup()
+
+    class FakeTrainer:
+        world_size, global_rank, training = 2, 1, False
+
+    datamodule.trainer = FakeTrainer()
+    loaders = [datamodule.val_dataloader(), *datamodule.test_dataloader()]
+    assert all(isinstance(dl.sampler, UnpaddedDistributedBatchSampler) for dl in loaders)
+    assert eval_indices(loaders[0].sampler) == list(range(1, 36, 2))
+    train = datamodule.train_dataloader().sampler
+    assert isinstance(train, DistributedTrainBatches) and len(train) == 3  # 168 images: 6 batches of 32 over 2
+    train.set_epoch(1)
+    epoch1 = eval_indices(train)
+    train.set_epoch(2)
+    assert eval_indices(train) != epoch1  # the inner shuffle follows the epoch
+    datamodule.trainer = None
+    assert isinstance(datamodule.val_dataloader().sampler, BatchSampler)  # one process: as before
