@@ -26,7 +26,12 @@ def write_run(folder, config, model="carlosnet", data="base"):
 
 
 def smoke_config():
-    config = {**STUDY_CONFIG, "epochs": 1, "seed": 1, "data": {**STUDY_CONFIG["data"], "root": None, "builtin_size": 240}}
+    config = {
+        **STUDY_CONFIG,
+        "epochs": 1,
+        "seed": 1,
+        "data": {**STUDY_CONFIG["data"], "root": None, "builtin_size": 240},
+    }
     config["trainer"] = {**STUDY_CONFIG["trainer"], "limit_train_batches": 3, "limit_test_batches": 1}
     return config
 
@@ -57,7 +62,9 @@ def test_report_and_runs_csv_mark_runs_that_are_not_the_recipe(tmp_path):
     assert "**CarlosNet** (*not comparable*)" in report  # the table row stands on a smoke run
     with (tmp_path / "out" / "runs.csv").open() as fh:
         rows = {r["seed"]: r for r in csv.DictReader(fh)}
-    assert rows["0"]["data_source"] == "Fingers images (fingers/train)" and rows["0"]["comparable_with_slides"] == "True"
+    assert (
+        rows["0"]["data_source"] == "Fingers images (fingers/train)" and rows["0"]["comparable_with_slides"] == "True"
+    )
     assert rows["0"]["batch_limits"] == "none" and rows["0"]["epochs_configured"] == "10"
     assert rows["1"]["data_source"] == "built-in hands (240)" and rows["1"]["comparable_with_slides"] == "False"
     assert rows["1"]["batch_limits"] == "train 3, test 1" and rows["1"]["epochs_configured"] == "1"

@@ -23,7 +23,9 @@ MOVED = {  # old home -> names that must still import from it
 
 
 def test_no_package_module_is_over_the_line_limit():
-    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in (ROOT / "handgestures").rglob("*.py")}
+    sizes = {
+        p.relative_to(ROOT).as_posix(): len(p.read_text().splitlines()) for p in (ROOT / "handgestures").rglob("*.py")
+    }
     assert sizes, "no modules found"
     too_long = {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES}
     assert not too_long, f"modules over {MAX_MODULE_LINES} lines: {too_long}"
