@@ -29,9 +29,9 @@ INTERRUPTED = "interrupted"  # user attribute of a trial found running when the 
 def distribution(key: str, value: str) -> Any:
     """An Optuna distribution from a Hydra sweep expression, or None for a fixed value.
 
-    ``interval(a, b)`` (floats: uniform; ints: integers), ``tag(log, interval(a, b))`` (log
-    scale), ``choice(x, y, ...)`` (categorical), ``range(a, b[, step])`` (integers, b excluded,
-    as Hydra's range).
+    ``interval(a, b)`` (floats, uniform), ``tag(log, interval(a, b))`` (floats, log scale),
+    ``choice(x, y, ...)`` (categorical), ``range(a, b[, step])`` (integers, b excluded, as
+    Hydra's range).
     """
     import optuna.distributions as d
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -41,10 +41,7 @@ def distribution(key: str, value: str) -> Any:
     if isinstance(parsed, ChoiceSweep):
         return d.CategoricalDistribution(list(parsed.list))
     if isinstance(parsed, IntervalSweep):
-        log_scale = "log" in parsed.tags
-        if isinstance(parsed.start, int) and isinstance(parsed.end, int):
-            return d.IntDistribution(parsed.start, parsed.end, log=log_scale)
-        return d.FloatDistribution(float(parsed.start), float(parsed.end), log=log_scale)
+        return d.FloatDistribution(float(parsed.start), float(parsed.end), log="log" in parsed.tags)
     if isinstance(parsed, RangeSweep):
         step = int(parsed.step or 1)
         return d.IntDistribution(int(parsed.start), int(parsed.stop) - step, step=step)
