@@ -9,6 +9,11 @@ import time
 STARTED_AT = time.perf_counter()  # before the heavy imports, for the start-up time
 
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from handgestures.cli_help import maybe_print_help  # noqa: E402  (standard library only)
+
+maybe_print_help(sys.argv, Path(__file__).resolve().parent / "conf")  # before torch: --help is instant
 
 from handgestures import threads  # noqa: E402
 

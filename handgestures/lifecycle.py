@@ -159,10 +159,12 @@ def prepare_folder(folder: Path, resume: bool, overwrite: bool) -> None:
     if not found or resume:
         return
     if not overwrite:
+        metrics = folder / rr.METRICS_FILE
+        done = metrics.is_file() and rr.read_json(metrics).get(rr.KEY_STATUS) == rr.STATUS_DONE
+        hint = "" if done else f"Resume it with `{resume_command(folder)}`, "
         raise UserError(
-            f"{folder} already holds the results of a run ({', '.join(found)}). Resume it with "
-            f"`{resume_command(folder)}`, pass overwrite=true to delete them and train again, or choose another "
-            "hydra.run.dir"
+            f"{folder} already holds the results of a {'finished ' if done else ''}run ({', '.join(found)}). "
+            f"{hint}pass overwrite=true to delete them and train again, or choose another hydra.run.dir"
         )
     for name in found:
         path = folder / name.rstrip("/")

@@ -30,6 +30,7 @@ from handgestures.runs import (  # noqa: F401  (re-exported: they lived here)
     read_identity,
     sort_key,
 )
+from handgestures.stats import differences_md, extra_rows, mean_ci, paired_differences, tag_protocols
 from handgestures.study import DATASETS, MODELS, SLIDES, TABLES, Table  # noqa: F401
 
 RUN_FIELDS = ("epochs_run", "best_val_acc", "fit_seconds", "startup_seconds", "train_images_per_second",
@@ -44,9 +45,9 @@ class Cell:
     mean: float | None
     std: float | None  # sample standard deviation over seeds; None with fewer than 2
     n: int
-    slides: float
-    # further statistics of the same values (e.g. a confidence interval) belong here, as fields
-    # with defaults, and in fmt_cell / table_rows
+    slides: float | None  # None for rows the slides do not have (grouped split, baselines)
+    ci_low: float | None = None  # 95% t interval of the mean over seeds (handgestures.stats); None with n < 2
+    ci_high: float | None = None
 
 
 def stats(values: list[float]) -> tuple[float | None, float | None, int]:
@@ -63,22 +64,34 @@ def group(runs: Iterable[Run]) -> dict[tuple[str, str], list[Run]]:
     return groups
 
 
+def table_row_keys(table: Table, runs: list[Run]) -> list[tuple[str, str, str]]:
+    """The study's rows of ``table``, then its grouped-split and reference-baseline rows found in ``runs``."""
+    return list(table.rows) + extra_rows(table.rows, runs)
+
+
+def cell_of(values: list[float | None], key: str, slides: float | None) -> Cell:
+    """Mean, std and the 95% t interval of ``values`` (clipped to 0..1 for accuracies, >= 0 for losses)."""
+    ci = mean_ci(values, bounds=(0, 1) if key.endswith("acc") else (0, None))
+    return Cell(*stats(values), slides=slides, ci_low=ci["low"], ci_high=ci["high"])
+
+
 def aggregate(runs: list[Run], table: Table) -> dict[str, list[Cell]]:
     """label -> one Cell per column, over the evaluated runs of the row's model and data."""
     groups = group(runs)
     cells = {}
-    for label, model, data in table.rows:
+    for label, model, data in table_row_keys(table, runs):
         done = [r for r in groups.get((model, data), []) if r.status == "done"]
-        cells[label] = [Cell(*stats([r.metrics.get(key) for r in done]), slides=SLIDES[table.name][label][i])
+        slides = SLIDES[table.name].get(label)
+        cells[label] = [cell_of([r.metrics.get(key) for r in done], key, slides[i] if slides else None)
                         for i, (_, key) in enumerate(table.columns)]  # fmt: skip
     return cells
 
 
 def grid(runs: list[Run]) -> list[tuple[str, str]]:
     """Every model x data combination expected (the study's) or found."""
-    models = list(MODELS) + sorted({r.model for r in runs} - set(MODELS))
-    datasets = list(DATASETS) + sorted({r.data for r in runs} - set(DATASETS))
-    return [(m, d) for m in models for d in datasets]
+    datasets = list(DATASETS) + sorted({r.data for r in runs if r.model in MODELS} - set(DATASETS))
+    others = sorted({(r.model, r.data) for r in runs if r.model not in MODELS})  # baselines: what was run
+    return [(m, d) for m in MODELS for d in datasets] + others
 
 
 def row_status(runs: list[Run]) -> str:
@@ -126,6 +139,17 @@ def fmt_cell(cell: Cell, key: str) -> str:
     return fmt(cell.mean, key) if cell.std is None else f"{fmt(cell.mean, key)} ± {fmt(cell.std, key)}"
 
 
+def ci_table_md(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) -> str:
+    """The 95% t intervals of the means of ``table``'s rows with at least two seeds."""
+    rows = [[f"**{label}**", f"n={cells[label][0].n}"]
+            + [f"[{fmt(c.ci_low, key)}, {fmt(c.ci_high, key)}]" if c.ci_low is not None else "—"
+               for c, (_, key) in zip(cells[label], table.columns, strict=True)]
+            for label, _, _ in table_row_keys(table, runs) if any(c.ci_low is not None for c in cells[label])]  # fmt: skip
+    if not rows:
+        return "No row has two evaluated seeds: no interval."
+    return markdown_table(["95% CI of the mean", "runs"] + [h for h, _ in table.columns], rows)
+
+
 def fmt_seconds(seconds: float | None) -> str:
     if seconds is None or math.isnan(seconds):
         return "—"
@@ -143,10 +167,11 @@ def study_table_md(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) 
     """Each row as ours (mean ± std, or the single value) with the slides' row right below it."""
     groups = group(runs)
     rows = []
-    for label, model, data in table.rows:
+    for label, model, data in table_row_keys(table, runs):
         rows.append([f"**{label}**", row_status(groups.get((model, data), []))]
                     + [fmt_cell(c, key) for c, (_, key) in zip(cells[label], table.columns, strict=True)])  # fmt: skip
-        rows.append([f"*{label}, slides*", ""] + [f"*{c.slides}*" for c in cells[label]])
+        if label in SLIDES[table.name]:
+            rows.append([f"*{label}, slides*", ""] + [f"*{c.slides}*" for c in cells[label]])
     rows += extra_rows_md(table, runs)
     return markdown_table(["", "runs"] + [h for h, _ in table.columns], rows)
 
@@ -193,13 +218,22 @@ def report_md(runs: list[Run], tables: dict[str, dict[str, list[Cell]]], out_dir
         "# Hand-gesture study: results",
         f"{len(runs)} runs found under `{runs_dir}` (seeds {', '.join(map(str, seeds)) or 'none'}). "
         "Values are the best checkpoint's, mean ± sample standard deviation over the evaluated seeds "
-        "(a plain value when n=1); *slides* rows are the published single runs (docs/study.md). "
+        "(a plain value when n=1); the 95% confidence interval of each mean follows the tables "
+        "(Student's t; handgestures.stats); *slides* rows are the published single runs (docs/study.md). "
+        "Rows marked *grouped split* use data.split=grouped (docs/leakage.md); *(reference)* rows are the "
+        "untrained baselines of handgestures.baselines, on the same splits and views. "
         "*train_aug* / *val_aug* / *test_aug* are the fixed augmented views of each split.",
     ]
     issues = problems(runs)
     parts += ["## Problems", "\n".join(f"- {line}" for line in issues) if issues else "None: every run evaluated."]
     for table in TABLES:
         parts += [f"## {table.title}", study_table_md(table, tables[table.name], runs)]
+    parts += ["## 95% confidence intervals of the means",
+              "Student's t with n-1 degrees of freedom over the seeds, clipped to the metric's range."]
+    for table in TABLES:
+        parts += [f"### {table.title}", ci_table_md(table, tables[table.name], runs)]
+    parts += ["## Paired differences", "Paired by seed; mean difference and its 95% t interval.",
+              differences_md(paired_differences(runs))]
     times, total = times_table_md(runs)
     parts += [
         "## Runs",
@@ -247,8 +281,9 @@ def run_row(run: Run) -> dict[str, Any]:
 def table_rows(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) -> list[dict[str, Any]]:
     groups = group(runs)
     return [{"row": label, "model": model, "data": data, "metric": key, "mean": cell.mean, "std": cell.std,
-             "n": cell.n, "slides": cell.slides, "runs": row_status(groups.get((model, data), [])).replace("*", "")}
-            for label, model, data in table.rows
+             "n": cell.n, "slides": cell.slides, "runs": row_status(groups.get((model, data), [])).replace("*", ""),
+             "ci95_low": cell.ci_low, "ci95_high": cell.ci_high}
+            for label, model, data in table_row_keys(table, runs)
             for cell, (_, key) in zip(cells[label], table.columns, strict=True)]  # fmt: skip
 
 
@@ -281,12 +316,13 @@ def build_report(runs_dir: str | Path, out_dir: str | Path | None = None) -> Pat
         raise FileNotFoundError(f"{runs_dir} is not a folder")
     out_dir = Path(out_dir).resolve() if out_dir else runs_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(runs_dir)
+    runs = tag_protocols(load_runs(runs_dir))  # grouped-split runs get data labels of their own
     tables = {table.name: aggregate(runs, table) for table in TABLES}
     write_figures(runs, out_dir / "figures")
     write_csv(out_dir / "runs.csv", [run_row(r) for r in runs])
     for table in TABLES:
         write_csv(out_dir / f"table_{table.name}.csv", table_rows(table, tables[table.name], runs))
+    write_csv(out_dir / "table_differences.csv", paired_differences(runs))
     report = out_dir / "report.md"
     report.write_text(report_md(runs, tables, out_dir, runs_dir))
     return report

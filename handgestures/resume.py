@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import logging
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +90,15 @@ def _value(cfg: DictConfig, key: str) -> Any:
 def load_saved_config(run_dir: Path) -> DictConfig:
     """The resolved config a run folder was trained with (its config.yaml)."""
     path = run_dir / CONFIG_FILE
-    if not run_dir.is_dir():
-        raise UserError(f"resume={run_dir}: no such run folder")
     if not path.is_file():
+        made_now = run_dir.is_dir() and all(
+            (p.name.startswith(".hydra") or p.name == rr.RUN_LOG) and p.stat().st_mtime >= rr.PROCESS_STARTED
+            for p in run_dir.iterdir()
+        )
+        if made_now:  # Hydra made the folder for this very command (resume= names the run folder)
+            shutil.rmtree(run_dir)
+        if not run_dir.is_dir():
+            raise UserError(f"resume={run_dir}: no such run folder")
         raise UserError(f"resume={run_dir}: the folder has no {CONFIG_FILE}, so it is not a run of train.py")
     return OmegaConf.load(path)
 

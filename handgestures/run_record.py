@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # ---- run folder names --------------------------------------------------------------------
+PROCESS_STARTED = time.time() - 1.0  # about when this process started (files older than this are not its own)
 STAMP_FORMAT = "%Y%m%d-%H%M%S-%f"  # microseconds: two runs started in the same second differ
 _STAMP_ENV = "HANDGESTURES_RUN_STAMP"
 _stamp: str | None = None
@@ -127,8 +129,17 @@ def run_stamp() -> str:
     return _stamp
 
 
+def hydra_subdir(output_dir: str) -> str:
+    """Where Hydra records a job's config in ``output_dir``: ``.hydra``, or beside it if taken.
+
+    A resumed run, or a run refused because its folder holds results, must not overwrite the
+    original ``.hydra/`` (the report reads a run's choices there).
+    """
+    return f".hydra-{run_stamp()}" if (Path(output_dir) / ".hydra").exists() else ".hydra"
+
+
 def register_resolvers() -> None:
-    """``${hg_stamp:}``, ``${hg_first:a,b}`` and ``${hg_hydra_subdir:resume}`` for conf/hydra/default.yaml."""
+    """``${hg_stamp:}``, ``${hg_first:a,b}`` and ``${hg_hydra_subdir:dir}`` for conf/hydra/default.yaml."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("hg_stamp"):
@@ -136,9 +147,7 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("hg_first"):  # the first value that is set: resume's folder, else a new one
         OmegaConf.register_new_resolver("hg_first", lambda first, other: other if first in (None, "") else first)
     if not OmegaConf.has_resolver("hg_hydra_subdir"):
-        OmegaConf.register_new_resolver(
-            "hg_hydra_subdir", lambda resume: ".hydra" if resume in (None, "") else f".hydra-resume-{run_stamp()}"
-        )
+        OmegaConf.register_new_resolver("hg_hydra_subdir", hydra_subdir)
 
 
 register_resolvers()

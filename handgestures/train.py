@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from handgestures import run_record as rr
 from handgestures.callbacks import tensorboard_writer
 from handgestures.checkpoint import describe_run
+from handgestures.console import quiet_framework_noise
 from handgestures.data.datamodule import FingersDataModule
 from handgestures.data.grouping import write_split_csv
 from handgestures.errors import UserError
@@ -108,6 +109,7 @@ def build_run(
     so the benchmark measures exactly the objects a run trains with.
     """
     configure_process(cfg)  # the one place "auto" precision is resolved
+    quiet_framework_noise()
     L.seed_everything(int(cfg.seed), workers=True)
     datamodule = build_datamodule(cfg.data)
     net = instantiate(cfg.model)
@@ -180,11 +182,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     )  # fmt: skip
     write_json(out_dir / rr.METRICS_FILE, result)
     log_final(trainer, cfg, info, metrics, module.confusion)
-    log.info("results of %s on %s (seed %d), best checkpoint:\n%s", info["model"], info["data"], info["seed"],
-             summary_table(metrics, eval_names))  # fmt: skip
-    print(
-        f"\n{info['model']} / {info['data']} / seed {info['seed']} -> {out_dir}\n{summary_table(metrics, eval_names)}"
-    )
+    log.info("results of %s / %s / seed %d (best checkpoint) -> %s\n%s", info["model"], info["data"], info["seed"],
+             out_dir, summary_table(metrics, eval_names))  # fmt: skip
     write_model_card(out_dir)  # MODEL_CARD.md, from the files just written
     return metrics
 

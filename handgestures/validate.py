@@ -37,6 +37,7 @@ AUGMENTATION_KEYS = (
 FILL_MODES = ("nearest", "constant")
 SEMANTICS = ("keras2", "kp112", "keras3", "k3")
 ON_ERROR = ("raise", "skip")
+GROUPING_KEYS = ("threshold", "thumbnail", "max_group", "neighbours")
 LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 _MISSING = object()
 
@@ -198,6 +199,7 @@ def _check_keys(c: _Checker) -> None:
             params |= {"epochs"}  # the variant's epochs, read by the top-level `epochs`
         c.unknown_keys(node, params)
     c.unknown_keys("data.augmentation", set(AUGMENTATION_KEYS))
+    c.unknown_keys("data.grouping", set(GROUPING_KEYS))
 
 
 def _check_data(c: _Checker) -> None:
@@ -225,6 +227,9 @@ def _check_data(c: _Checker) -> None:
     for key in ("data.huge_pages", "data.augment_train"):
         c.boolean(key)
     c.choice("data.on_error", ON_ERROR)
+    from handgestures.data.grouping import SPLIT_KINDS
+
+    c.choice("data.split", SPLIT_KINDS)
     c.check(
         "data.cache_max_gb",
         lambda v: v is None or (is_number(v) and v >= 0),

@@ -1,18 +1,22 @@
 """Bad data found all at once and never silently: bad files, 16-bit images, links, duplicates, splits."""
 
 import csv
+import json
 import os
 
 import numpy as np
 import pytest
 import torch
 from conftest import write_fingers_folder
+from helpers import TINY, compose_train
 from PIL import Image
 
 from handgestures.data import FingersDataModule, load_fingers_folder, stratified_split
 from handgestures.data.problems import SHOWN, BadDataError
 from handgestures.data.split import SPLITS
 from handgestures.errors import UserError
+from handgestures.plots import CLASS_NAMES
+from handgestures.train import train
 
 
 def add_bad_files(root):
@@ -158,3 +162,17 @@ def test_one_class_missing_everywhere_is_named(tmp_path):
 def test_empty_root_is_refused_not_replaced_by_the_built_in_hands():
     with pytest.raises(ValueError, match="empty"):
         FingersDataModule(root="")
+
+
+def test_per_class_accuracy_of_a_class_without_images_is_null(tmp_path):
+    """Only the first test batch (2 images) is evaluated: the other classes have no images there."""
+    root = write_fingers_folder(tmp_path / "f", per_stratum=6)
+    overrides = ["epochs=1", "logger=none", "trainer.limit_train_batches=1", "data.eval_batch_size=2",
+                 "trainer.limit_test_batches=1", f"data.root={root}"]  # fmt: skip
+    train(compose_train(TINY + overrides, tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["data_source"] == f"72 images from {root.resolve()}"
+    for split, rows in metrics["confusion"].items():
+        for i, row in enumerate(rows):
+            assert (metrics["per_class_acc"][split][CLASS_NAMES[i]] is None) == (sum(row) == 0), (split, i)
+    assert sum(v is None for v in metrics["per_class_acc"]["test"].values()) >= 4

@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from handgestures.baselines import HAND_LEVEL, brightness_area_accuracies
 from handgestures.data.hands import generate_hands
 from handgestures.models import CarlosNet
 
 N = 600  # 50 per (label, hand)
-HAND = 110  # a pixel above this is hand: backgrounds stay well below, skin well above
+HAND = HAND_LEVEL  # a pixel above this is hand: backgrounds stay well below, skin well above
 
 
 @pytest.fixture(scope="module")
@@ -149,42 +150,9 @@ def test_thumb_on_the_left_for_left_hands(sample):
 # ----------------------------------------------------------------- shape, not size
 
 
-def _size_features(images: torch.Tensor) -> torch.Tensor:
-    x = images.float() / 255
-    return torch.stack([x.mean((1, 2, 3)), (x > HAND / 255).float().mean((1, 2, 3))], 1)
-
-
 def _baseline_accuracy(train_x, train_y, test_x, test_y) -> float:
-    """Best of three simple classifiers on total brightness and hand area alone."""
-    f_train, f_test = _size_features(train_x), _size_features(test_x)
-    mean, std = f_train.mean(0), f_train.std(0)
-    f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
-    scores = []
-    # Nearest class mean.
-    centres = torch.stack([f_train[train_y == k].mean(0) for k in range(6)])
-    scores.append((torch.cdist(f_test, centres).argmin(1) == test_y).float().mean().item())
-    # 25 nearest neighbours.
-    neighbours = torch.cdist(f_test, f_train).topk(25, largest=False).indices
-    scores.append((train_y[neighbours].mode(1).values == test_y).float().mean().item())
-    # Logistic regression on quadratic features.
-
-    def quad(f):
-        return torch.cat([f, f**2, f[:, :1] * f[:, 1:]], 1)
-
-    weight = torch.zeros(5, 6, requires_grad=True)
-    bias = torch.zeros(6, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], max_iter=200)
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(quad(f_train) @ weight + bias, train_y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        scores.append(((quad(f_test) @ weight + bias).argmax(1) == test_y).float().mean().item())
-    return max(scores)
+    """Best of the three brightness-and-area classifiers (handgestures.baselines) on the test set."""
+    return max(brightness_area_accuracies(train_x, train_y, test_x, test_y).values())
 
 
 def _cnn_accuracy(train_x, train_y, test_x, test_y, seed: int, epochs: int = 5) -> float:

@@ -90,6 +90,8 @@ def test_a_checkpoint_that_would_run_code_runs_nothing_and_is_refused(tmp_path, 
     torch.save({"state_dict": {}, "hyper_parameters": {"x": RunsCode(marker)}}, evil)
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_module(evil)
+    with pytest.raises(Exception, match="Weights only load failed"):  # torch's weights_only default
+        HandGestureClassifier.load_from_checkpoint(evil)
     for runner, cfg in ((run_predict, {"ckpt": str(evil), "inputs": str(tmp_path), "output": "text", "batch_size": 8}),
                         (run_eval, {"ckpt": str(evil), "data": {"root": None}, "output_dir": str(tmp_path)})):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
@@ -243,3 +245,18 @@ def test_model_card_holds_the_run_and_a_command_that_reproduces_its_config(tiny_
         for group in cfg.get("callbacks") or {}:
             cfg["callbacks"][group].pop("dirpath", None)
     assert again == config
+
+
+def test_a_checkpoint_from_before_self_description_is_completed_from_its_run_folder(tiny_run, tmp_path):
+    raw = torch.load(best_checkpoint(tiny_run), map_location="cpu", weights_only=True)
+    for key in ("net_spec", "description"):
+        raw["hyper_parameters"].pop(key)
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    old = tmp_path / "run" / "checkpoints" / "old.ckpt"
+    torch.save(raw, old)
+    with pytest.raises(CheckpointError, match="does not record its network"):
+        load_module(old)
+    shutil.copy(tiny_run / "config.yaml", tmp_path / "run" / "config.yaml")
+    module, description = load_module(old)
+    assert description["net_spec"]["_target_"] == OmegaConf.load(tiny_run / "config.yaml").model._target_
+    assert torch.equal(module.net.classifier[1].weight, raw["state_dict"]["net.classifier.1.weight"])

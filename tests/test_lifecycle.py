@@ -118,8 +118,8 @@ def test_folder_with_results_is_refused_and_left_untouched(tmp_path):
     before = (run_dir / "metrics.json").stat().st_mtime_ns
     out = python([*QUICK, f"hydra.run.dir={run_dir}"], tmp_path)
     assert out.returncode == 1
-    assert f"{run_dir} already holds the results of a run (metrics.json)" in out.stderr
-    assert "overwrite=true" in out.stderr and f"resume={run_dir}" in out.stderr and "Traceback" not in out.stderr
+    assert f"{run_dir} already holds the results of a finished run (metrics.json)" in out.stderr
+    assert "overwrite=true" in out.stderr and "resume=" not in out.stderr and "Traceback" not in out.stderr
     assert (run_dir / "metrics.json").stat().st_mtime_ns == before and not (run_dir / "failed.json").exists()
 
 
@@ -137,8 +137,8 @@ def test_overwrite_deletes_old_results_so_a_failed_rerun_leaves_no_old_metrics(t
 def test_prepare_folder_rules(tmp_path):
     prepare_folder(tmp_path, resume=False, overwrite=False)  # empty: fine
     (tmp_path / "epochs.csv").write_text("epoch\n1\n")
-    with pytest.raises(UserError, match="epochs.csv"):
-        prepare_folder(tmp_path, resume=False, overwrite=False)
+    with pytest.raises(UserError, match=r"results of a run \(epochs.csv\). Resume it with `python train.py resume="):
+        prepare_folder(tmp_path, resume=False, overwrite=False)  # an unfinished run: resuming it is suggested
     prepare_folder(tmp_path, resume=True, overwrite=False)  # a resume continues it
     assert (tmp_path / "epochs.csv").exists()
 

@@ -76,6 +76,10 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "done" and metrics["data"] == "augmented" and metrics["epochs_run"] == 2
+    console = out.stdout + out.stderr
+    assert console.count("set         accuracy") == 1  # the results table, once
+    for noise in ("Tip:", "litlogger", "LeafSpec", "not supported by the model summary"):
+        assert noise not in console, noise
     table = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
     assert float(table["test_aug"][0]) == pytest.approx(metrics["metrics"]["test_aug/acc"], abs=1e-4)
     events = read_events(run_dir / "tensorboard")

@@ -44,6 +44,8 @@ BAD = [  # (key, value as an override gives it, text the message must hold); "+"
     ("data.on_error", "ignore", "data.on_error='ignore': expected one of raise, skip"),
     ("data.builtin_size", 10, "data.builtin_size=10: expected an integer >= 72"),
     ("data.image_size", 64, "data.image_size=64: expected 128"),
+    ("data.split", "stratified", "data.split='stratified': expected one of random, grouped"),
+    ("+data.grouping.radius", 3, "unknown key 'data.grouping.radius'"),
     ("data.cache_max_gb", -1, "data.cache_max_gb=-1: expected a number of GB >= 0"),
     (
         "+ckpt_path",

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from handgestures.data.cache import ImageSet, cache_path, load_entry, save_entry
-from handgestures.data.problems import default_report_dir, handle_bad_files, report_twins, twin_groups
+from handgestures.data.problems import NoImagesError, default_report_dir, handle_bad_files, report_twins, twin_groups
 from handgestures.data.scan import EXPECTED_NAME, NAME_PATTERN, FileRecord, parse_name, scan_folder
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def load_fingers_folder(
     for note in scan.notes:
         log.warning("%s: %s", root, note)
     if not scan.files and not scan.bad:
-        raise FileNotFoundError(f"no PNG images named {EXPECTED_NAME} under {str(root)!r}")
+        raise NoImagesError(f"no PNG images named {EXPECTED_NAME} under {str(root)!r}")
     path = cache_path(cache_dir, f"fingers-{fingerprint(scan.files, image_size)}")
     listing = [f"{f.rel}\0{f.size}\0{f.digest}" for f in scan.files]
     entry = load_entry(path, files=listing)
@@ -176,7 +176,7 @@ def load_fingers_folder(
     pick = (lambda t: t) if bool(keep.all()) else (lambda t: t[keep])  # no copy when all are good
     names = [n for n, k in zip(entry["names"], keep.tolist(), strict=True) if k]
     if not names:
-        raise FileNotFoundError(f"no readable PNG images named {EXPECTED_NAME} under {str(root)!r}")
+        raise NoImagesError(f"no readable PNG images named {EXPECTED_NAME} under {str(root)!r}")
     twins = twin_groups(pick(entry["pixel_keys"]))
     report_twins(twins, names, report)
     skipped = f" ({len(bad)} bad files skipped)" if bad else ""

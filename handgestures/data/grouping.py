@@ -158,8 +158,10 @@ def grouped_split(
 
     Inside each (class, hand) of n images, groups are shuffled with ``seed``, ordered
     largest first, and each goes to the split furthest below its target (relative to it):
-    ``floor(n/6)`` for validation and test, the rest for training, as in the random split;
-    with single-image groups the sizes are exactly those. A group that spans two (class,
+    ``floor(n/6)`` for validation and test, the rest for training, as in the random split.
+    A split only takes a group while it is below target, so none overshoots by a whole
+    group and each ends within two of the largest group of its target; with single-image
+    groups the sizes are exactly those of the random split. A group that spans two (class,
     hand) strata is an error (near_duplicate_groups never makes one).
     """
     if not 0 < eval_fraction < 0.5:

@@ -1,116 +1,67 @@
 """The built-in hands: a procedural stand-in for the Fingers dataset.
 
-Without a copy of the real Fingers images (there is no download), the project trains on
-these. Each image imitates the real photos: one bright hand, upright and centred, cut at
-the wrist, on a dark, cloudy, grainy background; 8-bit grayscale, ``size`` x ``size``.
+Without a copy of the real Fingers images, the project trains on these. Each image
+imitates the real photos: one bright hand, upright and centred, cut at the wrist, on a
+dark, cloudy, grainy background; 8-bit grayscale, ``size`` x ``size``. A hand is a union
+of signed-distance fields (palm, wrist, one capsule per digit) whose raised digits follow
+the finger count with the variants people use; its size is drawn independently of the
+class, so that hand area does not give the count away. ``docs/built-in-hands.md``
+describes the design, and why each choice was made.
 
-Design
-------
-*Geometry.* A hand is a union of signed-distance fields (SDFs) in a hand-local frame
-whose units are pixels of a 128-pixel image at scale 1: a rounded-box palm, a
-rounded-box wrist stub below it, and one capsule (a segment with a radius) per digit.
-A raised finger is a long capsule leaning out of the top of the palm; a folded finger
-is a short, thick capsule that pokes a few pixels above the palm (a knuckle bump) and
-runs down over it, its outline drawn as a dark crease, as in a real fist. The thumb
-sticks out sideways from the lower palm when raised and lies across the palm when
-folded. Fingers join the palm through a smooth minimum, which makes webbing. A left
-hand has its thumb on the image's left, as in the real data; a right hand is its mirror.
-
-*Which digits are raised.* The count decides it, with the variants people use:
-1 is mostly the index, sometimes the middle finger or the thumb; 2 is mostly index +
-middle, sometimes thumb + index or index + pinky; 3 is index-middle-ring or
-thumb-index-middle; 4 is the four fingers, sometimes thumb + three; 0 and 5 are fixed.
-
-*Variation.* Per image: rotation (+-15 degrees), aspect, palm size, finger lengths,
-widths, spread and individual tilts, thumb angle, wrist length, knuckle height, edge
-softness, hand and background brightness, lighting gradient, shading, creases, hand
-texture, background clouds and grain, and a small shift of the hand's centre of mass
-from the image centre (the real hands are centred by mass to within about 2 pixels).
-
-*Area does not give the count away.* In the real photos an open hand covers twice the
-pixels of a fist (class means from about 1,070 to 2,270 pixels), so hand area or total
-brightness alone already separates the classes: on 2,400 real images a nearest-mean or
-k-nearest-neighbour classifier on those two numbers scores 0.5-0.65 (chance: 0.17).
-Here each hand's scale is set from a target area drawn from one log-uniform law for
-every class, times a faint echo of the hand's own area (its area to the power 0.25;
-open hands still come out a little larger than fists), and all brightness levels are
-drawn independently of the class. The same classifiers then score about 0.2, while a
-small CNN learns the count: a model has to look at the shape, not the amount of skin.
-The tests check both.
-
-Speed and determinism
----------------------
-Everything is vectorised with torch over chunks of 64 images (a few tens of MB). The
-SDFs, the costly part, are evaluated on a half-resolution grid and upsampled 2x
-bilinearly: a distance field is nearly linear between samples, so the edges stay sharp.
-The smooth parts (lighting, skin texture, rim shading, creases, background clouds) are
-also computed at half resolution; only the soft edge, the blend and the grain run at
-full resolution. The hand's area and centre of mass, needed to place it, come from a
-coarse grid in the hand frame. 21,600 images at 128 x 128 take about 10 s on two CPU
-cores.
-
-All per-image parameters come from one ``torch.Generator`` seeded with ``seed``, and
-each chunk's noise from a generator whose seed is drawn from it. The output is
-bit-identical for a given ``(n, seed, size)`` whatever the number of threads: only
-operations whose rounding cannot depend on how torch splits the work are used
-(additions, products, divisions, square roots, comparisons, copies, sums of integers;
-transcendental functions only on per-chunk vectors, too small to be split), which is
-why the 2x upsampling is written out rather than ``F.interpolate`` and lengths use
-``sqrt`` rather than ``hypot``. Labels and hands are exactly balanced (``n / 12`` per
-pair) and shuffled.
+Speed and determinism: everything is vectorised with torch; the distance fields and the
+smooth parts are computed at half resolution and upsampled 2x. Random numbers are drawn
+per chunk of ``CHUNK`` images, from a generator seeded from ``seed``, and the chunks are
+rendered side by side on the CPU's cores. The output is bit-identical for a given ``(n,
+seed, size)`` whatever the number of threads: only operations whose rounding cannot
+depend on how torch splits the work are used (additions, products, divisions, square
+roots, comparisons, copies, sums of integers; transcendental functions only on per-chunk
+vectors), which is why the 2x upsampling is written out rather than ``F.interpolate`` and
+lengths use ``sqrt`` rather than ``hypot``. Labels and hands are exactly balanced (``n /
+12`` per pair) and shuffled.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
 
 __all__ = ["generate_hands"]
 
-NUM_CLASSES = 6
-CHUNK = 64  # images rendered at once: keeps memory small (bigger chunks ran slower here)
+from handgestures.data.hand_params import NUM_CLASSES, sample_params
 
-# Digits, in hand order: thumb, index, middle, ring, pinky. For each finger count, the
-# variants (which digits are raised) and their probabilities.
-_VARIANTS: dict[int, list[tuple[tuple[int, int, int, int, int], float]]] = {
-    0: [((0, 0, 0, 0, 0), 1.0)],
-    1: [((0, 1, 0, 0, 0), 0.80), ((0, 0, 1, 0, 0), 0.10), ((1, 0, 0, 0, 0), 0.10)],
-    2: [((0, 1, 1, 0, 0), 0.75), ((1, 1, 0, 0, 0), 0.15), ((0, 1, 0, 0, 1), 0.10)],
-    3: [((0, 1, 1, 1, 0), 0.70), ((1, 1, 1, 0, 0), 0.30)],
-    4: [((0, 1, 1, 1, 1), 0.90), ((1, 1, 1, 1, 0), 0.10)],
-    5: [((1, 1, 1, 1, 1), 1.0)],
-}
+CHUNK = 64  # images per random-number draw (part of the output's definition: changing it changes the images)
+_PLACED = ("scale", "origin_x", "origin_y")  # the parameters _place computes
+_PART = 8  # images rendered at once inside a chunk: their working set fits in the CPU's cache
 
 # The four fingers (index, middle, ring, pinky) in the hand frame of a left hand (thumb
-# towards -u, fingers towards -v), at scale 1: base position across the palm's top,
-# base height below the palm's top, tilt from vertical (degrees, scaled by the spread),
-# length and radius.
+# towards -u, fingers towards -v), at scale 1: base position across the palm's top and
+# base height below the palm's top (their sizes and tilts: hand_params).
 _FINGER_U = (-11.0, -3.7, 3.7, 11.0)
 _FINGER_DROP = (3.0, 2.5, 3.0, 5.5)
 _FOLDED_DROP = (2.5, 0.0, 1.0, 2.5)  # folded, the knuckles make an arch
-_FINGER_TILT = (-17.0, -5.0, 8.0, 21.0)
-_FINGER_LEN = (27.0, 30.0, 28.0, 21.0)
-_FINGER_RADIUS = (3.6, 3.8, 3.6, 3.1)
 
 # Where the hand's area is measured: a coarse grid in the hand frame that holds any hand.
 _AREA_U = (-54.0, 54.0)
 _AREA_V = (-70.0, 40.0)
 _AREA_STEP = 3.0
-_AREA_RANGE = (1100.0, 2600.0)  # pixels of a 128-pixel image, log-uniform
 _AREA_REFERENCE = 1600.0  # a middling hand's area at scale 1
 _AREA_ECHO = 0.25  # how much of its own area a hand keeps (0: none, 1: all, as in photos)
 
 
-def generate_hands(n: int = 21600, seed: int = 0, size: int = 128) -> tuple[Tensor, Tensor, Tensor]:
+def generate_hands(
+    n: int = 21600, seed: int = 0, size: int = 128, progress: Callable[[int], None] | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Render ``n`` procedural hand photos.
 
     Returns ``(images, labels, hands)``: ``images`` uint8 ``(n, 1, size, size)``,
     ``labels`` int64 ``(n,)`` in 0..5 (raised fingers), ``hands`` int64 ``(n,)``
     (0 = left, 1 = right). Exactly ``n / 12`` images per (label, hand), in a shuffled
-    order; the same ``seed`` gives bit-identical tensors.
+    order; the same ``seed`` gives bit-identical tensors. ``progress`` is called with the
+    number of images each finished chunk rendered, in order.
 
     >>> images, labels, hands = generate_hands(24, seed=1)
     >>> images.shape, images.dtype, labels.bincount().tolist(), hands.bincount().tolist()
@@ -129,74 +80,29 @@ def generate_hands(n: int = 21600, seed: int = 0, size: int = 128) -> tuple[Tens
     pairs = pairs[torch.randperm(n, generator=gen)]
     labels, hands = pairs // 2, pairs % 2
 
-    params = _sample_params(labels, hands, gen)
-    _place(params)
-    chunk_seeds = torch.randint(0, 2**62, ((n + CHUNK - 1) // CHUNK,), generator=gen).tolist()
+    params = sample_params(labels, hands, gen)
+    params.update({key: torch.empty(n) for key in _PLACED})
+    chunk_starts = range(0, n, CHUNK)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the chunks run side by side instead, with less synchronisation
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:  # torch releases the GIL in its kernels
+            list(pool.map(lambda start: _place(params, slice(start, min(n, start + CHUNK))), chunk_starts))
+            chunk_seeds = torch.randint(0, 2**62, (len(chunk_starts),), generator=gen).tolist()
+            images = torch.empty(n, 1, size, size, dtype=torch.uint8)
 
-    images = torch.empty(n, 1, size, size, dtype=torch.uint8)
-    for i, chunk_seed in enumerate(chunk_seeds):
-        part = slice(i * CHUNK, min(n, (i + 1) * CHUNK))
-        chunk = {k: v[part] for k, v in params.items()}
-        images[part, 0] = _render(chunk, size, torch.Generator().manual_seed(chunk_seed))
+            def render(i: int) -> int:
+                part = slice(i * CHUNK, min(n, (i + 1) * CHUNK))
+                chunk = {k: v[part] for k, v in params.items()}
+                images[part, 0] = _render(chunk, size, torch.Generator().manual_seed(chunk_seeds[i]))
+                return part.stop - part.start
+
+            for done in pool.map(render, range(len(chunk_seeds))):
+                if progress is not None:
+                    progress(done)
+    finally:
+        torch.set_num_threads(threads)
     return images, labels, hands
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, *shape: int) -> Tensor:
-    return lo + (hi - lo) * torch.rand(n, *shape, generator=gen)
-
-
-def _sample_params(labels: Tensor, hands: Tensor, gen: torch.Generator) -> dict[str, Tensor]:
-    """Every per-image number, drawn at once for the whole set (so chunking cannot matter)."""
-    n = len(labels)
-    width = max(len(v) for v in _VARIANTS.values())
-    digits = torch.zeros(NUM_CLASSES, width, 5)
-    cumulative = torch.ones(NUM_CLASSES, width)
-    for count, variants in _VARIANTS.items():
-        for j, (raised, _) in enumerate(variants):
-            digits[count, j] = torch.tensor(raised, dtype=torch.float32)
-        digits[count, len(variants) :] = digits[count, 0]
-        cumulative[count, : len(variants) - 1] = torch.tensor([prob for _, prob in variants]).cumsum(0)[:-1]
-    pick = torch.rand(n, 1, generator=gen)
-    variant = (pick >= cumulative[labels]).sum(1).clamp(max=width - 1)
-
-    p: dict[str, Tensor] = {"raised": digits[labels, variant]}
-    p["mirror"] = 1.0 - 2.0 * hands.float()  # left: +1 (thumb to -u on screen left), right: -1
-    p["angle"] = torch.deg2rad(_uniform(gen, n, -15.0, 15.0))
-    p["aspect"] = _uniform(gen, n, 0.9, 1.1)
-    p["palm_w"] = _uniform(gen, n, 0.88, 1.12)
-    p["palm_h"] = _uniform(gen, n, 0.88, 1.12)
-    p["wrist_len"] = _uniform(gen, n, 5.0, 13.0)
-    p["wrist_w"] = _uniform(gen, n, 0.6, 0.75)
-    length = _uniform(gen, n, 0.85, 1.15, 1) * _uniform(gen, n, 0.92, 1.08, 4)
-    p["finger_len"] = length * torch.tensor(_FINGER_LEN)
-    p["finger_r"] = _uniform(gen, n, 0.85, 1.15, 1) * torch.tensor(_FINGER_RADIUS)
-    spread = _uniform(gen, n, 0.8, 1.5, 1)
-    tilt = spread * torch.tensor(_FINGER_TILT) + 3.0 * torch.randn(n, 4, generator=gen)
-    p["finger_tilt"] = torch.deg2rad(tilt)
-    p["knuckle"] = _uniform(gen, n, 0.0, 2.0, 4)  # how far a folded finger pokes above its base
-    p["fold"] = _uniform(gen, n, 6.0, 11.0, 4)  # how far it runs down over the palm
-    p["thumb_angle"] = torch.deg2rad(_uniform(gen, n, 50.0, 80.0))  # raised: from vertical, outwards
-    p["thumb_len"] = _uniform(gen, n, 21.0, 27.0)
-    p["thumb_r"] = _uniform(gen, n, 4.4, 5.2)
-    p["thumb_tip"] = torch.randn(n, 2, generator=gen) * 1.5  # folded: jitter of where its tip lies
-    p["log_area"] = _uniform(gen, n, math.log(_AREA_RANGE[0]), math.log(_AREA_RANGE[1]))
-    p["shift"] = _uniform(gen, n, -3.0, 3.0, 2)
-    # Looks.
-    p["soft"] = _uniform(gen, n, 0.5, 1.4)  # edge width, pixels
-    p["hand"] = _uniform(gen, n, 160.0, 225.0)
-    p["light"] = _uniform(gen, n, 0.0, 30.0)
-    p["light_dir"] = _uniform(gen, n, 0.0, 2 * math.pi)
-    p["rim"] = _uniform(gen, n, 20.0, 60.0)  # darkening towards the hand's outline
-    p["crease"] = _uniform(gen, n, 20.0, 55.0)
-    p["crease_w"] = _uniform(gen, n, 1.8, 3.0)
-    p["texture"] = _uniform(gen, n, 5.0, 14.0)
-    p["bg"] = _uniform(gen, n, 36.0, 64.0)
-    p["clouds"] = _uniform(gen, n, 6.0, 14.0)
-    p["grain"] = _uniform(gen, n, 0.5, 2.0)
-    return p
 
 
 # --------------------------------------------------------------------------- geometry
@@ -241,11 +147,33 @@ def _smooth_min(a: Tensor, b: Tensor, k: float) -> Tensor:
     return blend.sub_(h.mul_(1.0 - h).mul_(k))
 
 
+def _with_trig(p: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``p`` plus the sines and cosines its geometry needs, computed once per chunk.
+
+    Computed on the whole chunk's vectors, so that rendering a chunk in smaller parts cannot
+    change which of torch's code paths (SIMD or scalar) computes a value.
+    """
+    tilt = [p["finger_tilt"][:, i] for i in range(4)]
+    return {
+        **p,
+        "sin_tilt": torch.stack([torch.sin(t) for t in tilt]), "cos_tilt": torch.stack([torch.cos(t) for t in tilt]),
+        "sin_thumb": torch.sin(p["thumb_angle"]), "cos_thumb": torch.cos(p["thumb_angle"]),
+        "cos_angle": torch.cos(p["angle"]), "sin_angle": torch.sin(p["angle"]),
+        "cos_light": torch.cos(p["light_dir"]), "sin_light": torch.sin(p["light_dir"]),
+    }  # fmt: skip
+
+
+def _part(p: dict[str, Tensor], part: slice) -> dict[str, Tensor]:
+    """The images ``part`` of a chunk's parameters (the per-digit trig tables are (4, B))."""
+    return {k: (v[:, part] if k in ("sin_tilt", "cos_tilt") else v[part]) for k, v in p.items()}
+
+
 def _hand_sdf(u: Tensor, v: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     """Signed distance (hand-frame units) to the hand and to its folded digits.
 
     ``u``, ``v``: ``(B, H, W)`` hand-frame coordinates of a left hand (a right hand's are
-    mirrored before). Returns ``(hand, folded)``; ``folded`` is large where no digit is.
+    mirrored before). ``p``: parameters with :func:`_with_trig`'s tables. Returns ``(hand,
+    folded)``; ``folded`` is large where no digit is.
     """
     b = u.shape[0]
     zero = torch.zeros(b)
@@ -265,10 +193,9 @@ def _hand_sdf(u: Tensor, v: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tenso
         up = raised[:, i + 1]
         base_u = _FINGER_U[i] * p["palm_w"]
         base_v = top + _FINGER_DROP[i] + torch.where(up, 0.0, _FOLDED_DROP[i])
-        tilt = p["finger_tilt"][:, i]
         length = torch.where(up, p["finger_len"][:, i], p["knuckle"][:, i])
-        tip_u = base_u + length * torch.sin(tilt)
-        tip_v = base_v - length * torch.cos(tilt)
+        tip_u = base_u + length * p["sin_tilt"][i]
+        tip_v = base_v - length * p["cos_tilt"][i]
         # A folded finger: from just above its base down over the palm, a little thicker.
         end_u = torch.where(up, base_u, base_u + 0.8)
         end_v = torch.where(up, base_v, base_v + p["fold"][:, i])
@@ -286,8 +213,8 @@ def _hand_sdf(u: Tensor, v: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tenso
     holds_pinky = raised[:, 3] & ~raised[:, 4]
     fold_u = torch.where(holds_pinky, 9.0, torch.where(any_folded, 2.0, 4.0)) * p["palm_w"]
     fold_v = torch.where(any_folded, -0.3 * half_h, 0.1 * half_h)
-    tip_u = torch.where(thumb_up, base_u - p["thumb_len"] * torch.sin(p["thumb_angle"]), fold_u + p["thumb_tip"][:, 0])
-    tip_v = torch.where(thumb_up, base_v - p["thumb_len"] * torch.cos(p["thumb_angle"]), fold_v + p["thumb_tip"][:, 1])
+    tip_u = torch.where(thumb_up, base_u - p["thumb_len"] * p["sin_thumb"], fold_u + p["thumb_tip"][:, 0])
+    tip_v = torch.where(thumb_up, base_v - p["thumb_len"] * p["cos_thumb"], fold_v + p["thumb_tip"][:, 1])
     thumb = _capsule(u, v, base_u, base_v, tip_u, tip_v, p["thumb_r"])
     fingers = torch.minimum(fingers, thumb)
     folded = torch.minimum(folded, thumb.masked_fill(_col(thumb_up), 1e3))
@@ -297,39 +224,35 @@ def _hand_sdf(u: Tensor, v: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tenso
 # --------------------------------------------------------------------------- placement
 
 
-def _place(p: dict[str, Tensor]) -> None:
+def _place(p: dict[str, Tensor], part: slice) -> None:
     """Choose each hand's scale (from its target area) and offset (centre of mass at the
-    image centre plus a small shift). Adds ``scale``, ``origin_x``, ``origin_y``."""
+    image centre plus a small shift), for the images ``part`` (at most ``CHUNK``, which also
+    keeps every transcendental function single-threaded: torch's SIMD and scalar paths may
+    differ in the last bit). Fills that part of ``p``'s ``scale``, ``origin_x``, ``origin_y``."""
     us = torch.arange(_AREA_U[0] + _AREA_STEP / 2, _AREA_U[1], _AREA_STEP)
     vs = torch.arange(_AREA_V[0] + _AREA_STEP / 2, _AREA_V[1], _AREA_STEP)
-    n = len(p["log_area"])
     iu = torch.arange(len(us), dtype=torch.float64)[None, None, :]
     iv = torch.arange(len(vs), dtype=torch.float64)[None, :, None]
-    p["scale"], p["origin_x"], p["origin_y"] = (torch.empty(n) for _ in range(3))
-    # Chunks of a few dozen images also keep every transcendental function single-threaded:
-    # torch's SIMD and scalar paths may differ in the last bit.
-    for start in range(0, n, CHUNK):
-        part = slice(start, min(n, start + CHUNK))
-        c = {k: v[part] for k, v in p.items()}
-        b = part.stop - part.start
-        u = us[None, None, :].expand(b, len(vs), len(us))
-        v = vs[None, :, None].expand(b, len(vs), len(us))
-        inside = (_hand_sdf(u, v, c)[0] < 0).double()  # integer sums: exact in any order
-        count = inside.sum((1, 2))
-        local_area = count * _AREA_STEP**2
-        cu = _AREA_U[0] + _AREA_STEP * (0.5 + (inside * iu).sum((1, 2)) / count)
-        cv = _AREA_V[0] + _AREA_STEP * (0.5 + (inside * iv).sum((1, 2)) / count)
-        # Target area: a class-blind random factor times a faint echo of the hand's own
-        # area (an open hand still comes out a little larger than a fist).
-        area = torch.exp(c["log_area"].double()) * (local_area / _AREA_REFERENCE) ** _AREA_ECHO
-        scale = torch.sqrt(area / (c["aspect"].double() * local_area)).float()
-        # Image position (128-pixel units) = origin + scale * R(angle) (mirror * aspect * u, v).
-        cu = (c["mirror"] * c["aspect"]) * cu.float()
-        cv = cv.float()
-        cos, sin = torch.cos(c["angle"]), torch.sin(c["angle"])
-        p["scale"][part] = scale
-        p["origin_x"][part] = 64.0 + c["shift"][:, 0] - scale * (cos * cu - sin * cv)
-        p["origin_y"][part] = 64.0 + c["shift"][:, 1] - scale * (sin * cu + cos * cv)
+    c = _with_trig({k: v[part] for k, v in p.items() if k not in _PLACED})
+    b = part.stop - part.start
+    u = us[None, None, :].expand(b, len(vs), len(us))
+    v = vs[None, :, None].expand(b, len(vs), len(us))
+    inside = (_hand_sdf(u, v, c)[0] < 0).double()  # integer sums: exact in any order
+    count = inside.sum((1, 2))
+    local_area = count * _AREA_STEP**2
+    cu = _AREA_U[0] + _AREA_STEP * (0.5 + (inside * iu).sum((1, 2)) / count)
+    cv = _AREA_V[0] + _AREA_STEP * (0.5 + (inside * iv).sum((1, 2)) / count)
+    # Target area: a class-blind random factor times a faint echo of the hand's own
+    # area (an open hand still comes out a little larger than a fist).
+    area = torch.exp(c["log_area"].double()) * (local_area / _AREA_REFERENCE) ** _AREA_ECHO
+    scale = torch.sqrt(area / (c["aspect"].double() * local_area)).float()
+    # Image position (128-pixel units) = origin + scale * R(angle) (mirror * aspect * u, v).
+    cu = (c["mirror"] * c["aspect"]) * cu.float()
+    cv = cv.float()
+    cos, sin = c["cos_angle"], c["sin_angle"]
+    p["scale"][part] = scale
+    p["origin_x"][part] = 64.0 + c["shift"][:, 0] - scale * (cos * cu - sin * cv)
+    p["origin_y"][part] = 64.0 + c["shift"][:, 1] - scale * (sin * cu + cos * cv)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -345,21 +268,22 @@ def _upsample2(x: Tensor) -> Tensor:
     """Double the last two dimensions by bilinear interpolation, as ``F.interpolate(x,
     scale_factor=2, mode="bilinear")`` does, but from copies, products and sums only:
     torch's kernel rounds differently depending on the number of threads."""
-    # Columns: output 2i blends input i with i - 1, output 2i + 1 with i + 1 (3:1).
+    # Columns: output 2i blends input i with i - 1, output 2i + 1 with i + 1 (3:1). The even
+    # and odd columns are computed as contiguous tensors and interleaved by one copy.
     k = x.shape[-1]
-    out = x.new_empty(*x.shape, 2)
-    centre = x * 0.75
-    torch.add(centre[..., 1:], x[..., :-1] * 0.25, out=out[..., 1:, 0])
-    torch.add(centre[..., :-1], x[..., 1:] * 0.25, out=out[..., :-1, 1])
-    out[..., 0, 0] = x[..., 0]
-    out[..., k - 1, 1] = x[..., k - 1]
-    x = out.flatten(-2)
-    # Rows, likewise.
+    centre, quarter = x * 0.75, x * 0.25
+    even, odd = torch.empty_like(x), torch.empty_like(x)
+    torch.add(centre[..., 1:], quarter[..., :-1], out=even[..., 1:])
+    torch.add(centre[..., :-1], quarter[..., 1:], out=odd[..., :-1])
+    even[..., 0] = x[..., 0]
+    odd[..., k - 1] = x[..., k - 1]
+    x = torch.stack((even, odd), -1).flatten(-2)
+    # Rows, likewise (whole rows: contiguous already).
     k = x.shape[-2]
     out = x.new_empty(*x.shape[:-1], 2, x.shape[-1])
-    centre = x * 0.75
-    torch.add(centre[..., 1:, :], x[..., :-1, :] * 0.25, out=out[..., 1:, 0, :])
-    torch.add(centre[..., :-1, :], x[..., 1:, :] * 0.25, out=out[..., :-1, 1, :])
+    centre, quarter = x * 0.75, x * 0.25
+    torch.add(centre[..., 1:, :], quarter[..., :-1, :], out=out[..., 1:, 0, :])
+    torch.add(centre[..., :-1, :], quarter[..., 1:, :], out=out[..., :-1, 1, :])
     out[..., 0, 0, :] = x[..., 0, :]
     out[..., k - 1, 1, :] = x[..., k - 1, :]
     return out.flatten(-3, -2)
@@ -377,14 +301,31 @@ def _noise(gen: torch.Generator, b: int, out: int) -> Tensor:
 
 
 def _render(p: dict[str, Tensor], size: int, gen: torch.Generator) -> Tensor:
-    """Images ``(B, size, size)`` uint8 for one chunk of parameters (placed by :func:`_place`)."""
+    """Images ``(B, size, size)`` uint8 for one chunk of parameters (placed by :func:`_place`).
+
+    The chunk's random numbers are drawn first, in a fixed order; the images are then
+    rendered a few at a time (``_PART`` images), whose working set stays in the CPU's cache.
+    Every step is per image, so the parts give the same bits as one pass.
+    """
     b = len(p["scale"])
     low = size // 2 if size % 2 == 0 else size  # an odd size renders at full resolution
+    noise = _noise(gen, b, low)
+    grain = torch.randn(b, size, size, generator=gen)
+    p = _with_trig(p)
+    out = torch.empty(b, size, size, dtype=torch.uint8)
+    for start in range(0, b, _PART):
+        part = slice(start, min(b, start + _PART))
+        out[part] = _render_part(_part(p, part), size, low, noise[part], grain[part])
+    return out
+
+
+def _render_part(p: dict[str, Tensor], size: int, low: int, noise: Tensor, grain: Tensor) -> Tensor:
+    """Images for a few parameter sets, with their smooth noise and grain already drawn."""
     # Hand-frame coordinates of the low-resolution grid's pixel centres (128-pixel units).
     centres = (torch.arange(low, dtype=torch.float32) + 0.5) * (128.0 / low)
     x = centres[None, None, :] - _col(p["origin_x"])
     y = centres[None, :, None] - _col(p["origin_y"])
-    cos, sin = _col(torch.cos(p["angle"])), _col(torch.sin(p["angle"]))
+    cos, sin = _col(p["cos_angle"]), _col(p["sin_angle"])
     inv = _col(1.0 / p["scale"])
     u = (cos * x + sin * y) * (inv * _col(p["mirror"] / p["aspect"]))
     v = (cos * y - sin * x) * inv
@@ -395,11 +336,11 @@ def _render(p: dict[str, Tensor], size: int, gen: torch.Generator) -> Tensor:
     # Everything but the hand's edge and the grain is computed at low resolution: the
     # background level with its clouds; the skin level with texture, a lighting gradient,
     # a darker rim along the outline and creases along the folded digits' outlines.
-    clouds, skin = _noise(gen, b, low).unbind(1)
+    clouds, skin = noise.unbind(1)
     ramp = centres / 128.0 - 0.5
     level = _col(p["hand"]) + _col(p["texture"]) * skin
-    level += _col(p["light"] * torch.cos(p["light_dir"])) * ramp[None, None, :]
-    level += _col(p["light"] * torch.sin(p["light_dir"])) * ramp[None, :, None]
+    level += _col(p["light"] * p["cos_light"]) * ramp[None, None, :]
+    level += _col(p["light"] * p["sin_light"]) * ramp[None, :, None]
     rim = (1.0 + hand / (4.0 * px)).clamp_(0.0, 1.0).square_()
     crease = (1.0 - folded.abs_() / _col(p["crease_w"] * px)).clamp_(0.0, 1.0).square_()
     crease *= (-0.5 - hand / px).clamp_(0.0, 1.0)
@@ -413,5 +354,5 @@ def _render(p: dict[str, Tensor], size: int, gen: torch.Generator) -> Tensor:
     # Full resolution: the hand's soft edge, and grain.
     alpha = (0.5 - hand / _col(p["soft"] * px)).clamp_(0.0, 1.0)
     image = background.add_(alpha.mul_(level.sub_(background)))
-    image += _col(p["grain"]) * torch.randn(b, size, size, generator=gen)
+    image += _col(p["grain"]) * grain
     return image.round_().clamp_(0, 255).to(torch.uint8)

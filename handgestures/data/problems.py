@@ -29,6 +29,10 @@ class BadDataError(UserError, ValueError):
     """The data cannot train a network as it is: bad files, or a split that would not work."""
 
 
+class NoImagesError(UserError, FileNotFoundError):
+    """``data.root`` is not a folder, or holds no readable Fingers image."""
+
+
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path | None:
     """Write ``rows``; None (with a warning) when ``path`` cannot be written."""
     try:

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from handgestures.data.problems import NoImagesError
+
 NAME_PATTERN = re.compile(r"^(?P<id>.+)_(?P<fingers>[0-5])(?P<hand>[LR])\.png$", re.IGNORECASE)
 EXPECTED_NAME = "<id>_<N><L|R>.png with N in 0..5 (for example 0a1b_3L.png)"
 READ_CHUNK = 1 << 20
@@ -135,11 +137,11 @@ def _record(root: Path, rel: str) -> FileRecord | tuple[str, str]:
 def scan_folder(root: str | os.PathLike, threads: int | None = None) -> FolderScan:
     """Every PNG under ``root``, read and hashed in one pass; problems returned, not raised.
 
-    Raises FileNotFoundError only when ``root`` is not a folder.
+    Raises :class:`NoImagesError` (a FileNotFoundError) only when ``root`` is not a folder.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"data.root {str(root)!r} is not a folder of Fingers PNG images")
+        raise NoImagesError(f"data.root {str(root)!r} is not a folder of Fingers PNG images")
     rels, bad, notes = walk_pngs(root)
     scan = FolderScan(root, bad=bad, notes=notes)
     with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:

@@ -5,14 +5,30 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from handgestures.data import hand_params
 from handgestures.data import hands as hands_module
 from handgestures.data.cache import ImageSet, cache_path, load_cached, save_cached
 from handgestures.data.fingers import load_fingers_folder
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
+    """A progress line on the console's stderr (a terminal only: logs get the start and end lines)."""
+    if not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=f"generating {what}", unit=" images", leave=False, mininterval=0.5) as bar:
+        yield bar.update
 
 
 def load_builtin_hands(
@@ -24,7 +40,7 @@ def load_builtin_hands(
 ) -> ImageSet:
     """The built-in hands, generated once per (size, seed, generator source) and cached."""
     source = f"built-in hands: {size:,}, seed {seed}"
-    code = Path(hands_module.__file__).read_bytes()
+    code = b"".join(Path(m.__file__).read_bytes() for m in (hands_module, hand_params))
     key = hashlib.sha256(code + f"{size}-{seed}-{image_size}".encode()).hexdigest()[:20]
     path = cache_path(cache_dir, f"hands-{key}")
     cached = load_cached(path)
@@ -32,7 +48,9 @@ def load_builtin_hands(
         cached.source = source
         return cached
     start = time.perf_counter()
-    images, labels, hands = hands_module.generate_hands(size, seed=seed, size=image_size)
+    log.info("generating %d built-in hands (once: they are cached for later runs) ...", size)
+    with progress_bar(size, "built-in hands") as bar:
+        images, labels, hands = hands_module.generate_hands(size, seed=seed, size=image_size, progress=bar)
     data = ImageSet(images, labels, hands, [f"builtin-{seed}-{i:06d}" for i in range(size)], source)
     save_cached(path, data, cache_max_gb)
     log.info("generated %d built-in hands in %.1f s; cached in %s", size, time.perf_counter() - start, path)
