@@ -16,7 +16,6 @@ N x N matrix is never held; a progress bar follows the blocks.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -28,6 +27,7 @@ import torch
 from handgestures.data import grouping
 from handgestures.data.sources import load_images
 from handgestures.data.split import stratified_split
+from handgestures.run_record import write_json
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 UNCAPPED = 10**9  # max_group for plain single linkage
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["data"] = "built-in hands" if not args.data_root else Path(args.data_root).name
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "leakage.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "leakage.json", summary)  # strict JSON: a non-finite figure is null
     histogram_figure(arrays, args.threshold, out / "leakage.png")
     print("\n".join(report_lines(summary)))
     print(f"wrote {out / 'leakage.json'} and {out / 'leakage.png'}")

@@ -127,11 +127,12 @@ def test_overwrite_deletes_old_results_so_a_failed_rerun_leaves_no_old_metrics(t
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "metrics.json").write_text('{"status": "done", "metrics": {"test/acc": 0.99}}')
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"old")
-    out = python([*QUICK, "overwrite=true", "data.root=/nonexistent/folder", f"hydra.run.dir={run_dir}"], tmp_path)
-    assert out.returncode == 1
-    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
-    assert "/nonexistent/folder" in strict_json(run_dir / "failed.json")["error"]
+    (run_dir / "checkpoints" / "best-epoch009-val_acc0.9900.ckpt").write_bytes(b"old")
+    out = python([*QUICK, "overwrite=true", "epochs=1", "optimizer.lr=1e20", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert out.returncode == 1  # the rerun diverged in its first epoch
+    metrics = strict_json(run_dir / "metrics.json")
+    assert metrics["status"] == "diverged" and "metrics" not in metrics  # the new record only
+    assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
 
 
 def test_prepare_folder_rules(tmp_path):
