@@ -59,11 +59,9 @@ def is_rank_zero(environ: Mapping[str, str] | None = None) -> bool:
     return global_rank(environ) == 0
 
 
-def launched_externally(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the run's processes were started by torchrun or by SLURM (not by Lightning)."""
+def slurm_tasks(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether SLURM started this job's processes (a submitit job with tasks_per_node > 1)."""
     environ = os.environ if environ is None else environ
-    if "TORCHELASTIC_RUN_ID" in environ:
-        return True
     return int(environ.get("SLURM_NTASKS", "1") or "1") > 1
 
 
@@ -106,7 +104,7 @@ MULTIRUN_DDP_REFUSAL = (
     "{count} processes per job): Lightning relaunches the whole command line, sweep included, in each "
     "process (Lightning-AI/pytorch-lightning#11300). Instead: run each configuration as a single run "
     "(`python train.py trainer=ddp trainer.devices={devices} ...`, or `torchrun --nproc_per_node={devices} "
-    "train.py trainer=ddp ...`), or sweep on SLURM with `hydra/launcher=submitit_slurm`, whose "
+    "train.py trainer=ddp ...`), or sweep on SLURM with `hydra/launcher=slurm`, whose "
     "tasks_per_node starts one process per device; or sweep with trainer.devices=1."
 )
 
@@ -132,7 +130,7 @@ def check_launch(cfg: Mapping[str, Any], multirun: bool, environ: Mapping[str, s
     strategy = str(trainer_cfg.get("strategy", "auto"))
     if "spawn" in strategy:
         raise SystemExit("error: " + SPAWN_REFUSAL.format(strategy=strategy, devices=trainer_cfg.get("devices")))
-    if multirun and not launched_externally(environ):
+    if multirun and not slurm_tasks(environ):  # under torchrun too: a sweep per rank is not supported
         raise SystemExit(
             "error: "
             + MULTIRUN_DDP_REFUSAL.format(

@@ -112,7 +112,8 @@ def choose(jobs: int = 1, processes: int = 1, environ: Mapping[str, str] | None 
     """The threads one job should use, and why (logged with the run)."""
     environ = os.environ if environ is None else environ
     if "OMP_NUM_THREADS" in environ:  # the user's, torchrun's, or joblib's (cores // n_jobs in its workers)
-        return ThreadChoice(None, f"OMP_NUM_THREADS={environ['OMP_NUM_THREADS']} set in the environment")
+        by = "by joblib (cores // n_jobs) or the user" if jobs > 1 else "in the environment"
+        return ThreadChoice(None, f"OMP_NUM_THREADS={environ['OMP_NUM_THREADS']} set {by}")
     value, n = policy(environ), cores()
     if value == "torch":
         return ThreadChoice(None, f"{ENV}=torch: PyTorch's default")

@@ -107,7 +107,7 @@ def build_run(
 ) -> tuple[FingersDataModule, HandGestureClassifier, L.Trainer]:
     """Seeds, then builds the datamodule, the module and the trainer of one run from ``cfg``.
 
-    ``train`` uses it, and so does ``scripts/benchmark.py`` (with timing callbacks added),
+    ``train`` uses it, and so does ``benchmarks/training.py`` (with timing callbacks added),
     so the benchmark measures exactly the objects a run trains with.
     """
     configure_process(cfg)  # the one place "auto" precision is resolved

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,59 @@ def compose_launcher(name: str, overrides: list[str] = ()):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("train", overrides=[f"hydra/launcher={name}", *overrides], return_hydra_config=True)
+
+
+def test_slurm_config_maps_the_trainer_to_nodes_and_tasks():
+    cfg = compose_launcher("slurm", ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
+                                     "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=240"])  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.handgestures_plugins.launchers.ResumingSlurmLauncher"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.partition, launcher.timeout_min) == (2, 4, "gpu", 240)
+    assert launcher.max_num_timeout > 0  # a timed-out job is requeued (and resumes)
+    local = compose_launcher("slurm_local").hydra.launcher
+    assert local._target_.endswith("ResumingLocalLauncher") and local.tasks_per_node == 1
+
+
+def submitit_task_pids() -> list[int]:
+    """Processes started by submitit's local executor (they carry SUBMITIT_LOCAL_JOB_ID)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"SUBMITIT_LOCAL_JOB_ID=" in environ and b"submitit.core._submit" in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_submitit_local_job_preempted_is_requeued_and_resumes(tmp_path, tmp_path_factory):
+    """The job gets submitit's preemption signal (USR2) after its first epoch: requeued with resume=, it finishes."""
+    pytest.importorskip("submitit")
+    sweep_dir = tmp_path / "sweep"
+    args = ["hydra/launcher=slurm_local", "seed=0", "epochs=6", "data.builtin_size=240", "data.eval_batch_size=64",
+            "trainer.limit_train_batches=2", "trainer.precision=32-true", "logger=none",
+            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]  # fmt: skip
+    cmd = [sys.executable, "train.py", "-m", *args, f"hydra.sweep.dir={sweep_dir}"]
+    env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = sweep_dir / "carlosnet-base-seed0-job0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    tasks = submitit_task_pids()
+    assert last.exists() and len(tasks) == 1, (tasks, proc.poll())
+    os.kill(tasks[0], signal.SIGUSR2)  # what SLURM sends before a preemption or the time limit
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-4000:]
+    folder = last.parent.parent
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "done" and record["resumed_from"] == str(last)
+    logs = "".join(p.read_text() for p in sweep_dir.glob(".submitit/*/*_log.*"))
+    assert "Requeued job" in logs, logs[-3000:]
+    epochs = [row.split(",")[0] for row in (folder / "epochs.csv").read_text().splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, 7)]  # every epoch once: the resumed run continued the first
+    assert len(list(sweep_dir.glob("carlosnet-*"))) == 1  # in the same folder

@@ -103,12 +103,11 @@ def test_tensorboard_curves_have_every_epoch_once(kill_mid_epoch_then_term, unin
     run_dir, _ = kill_mid_epoch_then_term
     curves = {}
     for folder in (run_dir, uninterrupted):
-        for split in ("train", "val"):  # handgestures.tb_layout: one sub-run per split
+        curves[folder] = {}
+        for split in ("train", "val"):  # one sub-run per split (handgestures.tb_layout)
             acc = EventAccumulator(str(folder / "tensorboard" / split), size_guidance={"scalars": 0})
             acc.Reload()
             for tag in ("curves/loss", "curves/accuracy"):
-                curves[folder, split, tag] = [(e.step, e.value) for e in acc.Scalars(tag)]
-    for (folder, split, tag), points in curves.items():
-        if folder == run_dir:
-            assert [s for s, _ in points] == [1, 2, 3], (split, tag)
-            assert points == curves[uninterrupted, split, tag]
+                curves[folder][split, tag] = [(e.step, e.value) for e in acc.Scalars(tag)]
+    assert [s for s, _ in curves[run_dir]["train", "curves/loss"]] == [1, 2, 3]
+    assert curves[run_dir] == curves[uninterrupted]
