@@ -32,7 +32,15 @@ from handgestures.errors import UserError
 
 log = logging.getLogger(__name__)
 
-RESULT_FILES = (rr.METRICS_FILE, rr.FAILED_FILE, rr.EPOCHS_FILE, rr.CONFIG_FILE, "skipped.csv", "split.csv", "MODEL_CARD.md")
+RESULT_FILES = (
+    rr.METRICS_FILE,
+    rr.FAILED_FILE,
+    rr.EPOCHS_FILE,
+    rr.CONFIG_FILE,
+    "skipped.csv",
+    "split.csv",
+    "MODEL_CARD.md",
+)
 RESULT_DIRS = (rr.CHECKPOINT_DIR, "tensorboard")
 
 

@@ -229,7 +229,9 @@ def test_resume_from_an_unsafe_last_ckpt_executes_nothing(saved_run, tmp_path):
 # ---- signals in a sweep -------------------------------------------------------------------
 def test_a_signal_stops_the_sweep_no_further_job(tmp_path):
     sweep = tmp_path / "sweep"
-    out = python(["-m", *QUICK, "epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path, driver=["TERM", "1", "2"])
+    out = python(
+        ["-m", *QUICK, "epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path, driver=["TERM", "1", "2"]
+    )
     assert out.returncode == 143, out.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 1 and "seed0" in jobs[0]
