@@ -45,9 +45,26 @@ def grouped(folder):
 def two_protocols(tmp_path):
     runs = tmp_path / "runs"
     for seed in range(3):
-        write_run(runs / "random" / f"carlosnet-base-seed{seed}", "carlosnet", "base", seed, test_acc=0.9 + seed / 100)
-        write_run(runs / "random" / f"carlosnet-augmented-seed{seed}", "carlosnet", "augmented", seed, test_acc=0.8)
-        write_run(runs / "grouped" / f"carlosnet-base-seed{seed}", "carlosnet", "base", seed, test_acc=0.7 + seed / 50)
+        # no epochs.csv: the report then draws no learning curves, which these tests do not look at
+        write_run(
+            runs / "random" / f"carlosnet-base-seed{seed}",
+            "carlosnet",
+            "base",
+            seed,
+            test_acc=0.9 + seed / 100,
+            epochs=0,
+        )
+        write_run(
+            runs / "random" / f"carlosnet-augmented-seed{seed}", "carlosnet", "augmented", seed, test_acc=0.8, epochs=0
+        )
+        write_run(
+            runs / "grouped" / f"carlosnet-base-seed{seed}",
+            "carlosnet",
+            "base",
+            seed,
+            test_acc=0.7 + seed / 50,
+            epochs=0,
+        )
         grouped(runs / "grouped" / f"carlosnet-base-seed{seed}")
     write_run(runs / "baselines" / "nn_thumb16-base-seed0", "nn_thumb16", "base", 0, test_acc=0.6, epochs=0)
     metrics = json.loads((runs / "baselines" / "nn_thumb16-base-seed0" / "metrics.json").read_text())
