@@ -293,14 +293,16 @@ def validate_config(cfg: DictConfig, record_to: str | os.PathLike | None = None)
     """Raise one :class:`UserError` listing every problem of ``cfg``; return None when it is sound.
 
     ``record_to``: a run folder where a refusal is also written as failed.json, so that a
-    sweep counts the job as failed and its summary names it.
+    sweep counts the job as failed and its summary names it (not in a folder that holds
+    another run's metrics.json: a refused config changes nothing there).
     """
     try:
         _validate(cfg)
     except UserError as err:
-        if record_to is not None:
-            from handgestures import run_record as rr
+        from handgestures import run_record as rr
 
+        # never beside another run's results: a refused config changes nothing there
+        if record_to is not None and not (Path(record_to) / rr.METRICS_FILE).exists():
             Path(record_to).mkdir(parents=True, exist_ok=True)
             trace = "".join(traceback.format_exception(err))
             rr.write_json(Path(record_to) / rr.FAILED_FILE, {"error": str(err), "traceback": trace})

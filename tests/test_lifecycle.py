@@ -128,10 +128,12 @@ def test_overwrite_deletes_old_results_so_a_failed_rerun_leaves_no_old_metrics(t
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "metrics.json").write_text('{"status": "done", "metrics": {"test/acc": 0.99}}')
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"old")
-    out = python([*QUICK, "overwrite=true", "data.root=/nonexistent/folder", f"hydra.run.dir={run_dir}"], tmp_path)
+    no_images = tmp_path / "no_images"  # passes the config checks, fails while loading
+    no_images.mkdir()
+    out = python([*QUICK, "overwrite=true", f"data.root={no_images}", f"hydra.run.dir={run_dir}"], tmp_path)
     assert out.returncode == 1
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
-    assert "/nonexistent/folder" in strict_json(run_dir / "failed.json")["error"]
+    assert str(no_images) in strict_json(run_dir / "failed.json")["error"]
 
 
 def test_prepare_folder_rules(tmp_path):
