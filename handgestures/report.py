@@ -235,12 +235,17 @@ def report_md(runs: list[Run], tables: dict[str, dict[str, list[Cell]]], out_dir
     parts += ["## Problems", "\n".join(f"- {line}" for line in issues) if issues else "None: every run evaluated."]
     for table in TABLES:
         parts += [f"## {table.title}", study_table_md(table, tables[table.name], runs)]
-    parts += ["## 95% confidence intervals of the means",
-              "Student's t with n-1 degrees of freedom over the seeds, clipped to the metric's range."]
+    parts += [
+        "## 95% confidence intervals of the means",
+        "Student's t with n-1 degrees of freedom over the seeds, clipped to the metric's range.",
+    ]
     for table in TABLES:
         parts += [f"### {table.title}", ci_table_md(table, tables[table.name], runs)]
-    parts += ["## Paired differences", "Paired by seed; mean difference and its 95% t interval.",
-              differences_md(paired_differences(runs))]
+    parts += [
+        "## Paired differences",
+        "Paired by seed; mean difference and its 95% t interval.",
+        differences_md(paired_differences(runs)),
+    ]
     times, total = times_table_md(runs)
     parts += [
         "## Runs",
