@@ -45,8 +45,14 @@ from handgestures.data.augment import (  # noqa: E402
 )
 
 SIZE = 128
-CFG = dict(rotation_range=90, width_shift_range=0.2, height_shift_range=0.2, zoom_range=0.2,
-           horizontal_flip=True, vertical_flip=True)
+CFG = dict(
+    rotation_range=90,
+    width_shift_range=0.2,
+    height_shift_range=0.2,
+    zoom_range=0.2,
+    horizontal_flip=True,
+    vertical_flip=True,
+)
 
 
 def log(*args: object) -> None:
@@ -56,8 +62,14 @@ def log(*args: object) -> None:
 BEST: dict[str, float] = {}
 
 
-def measure(fn: Callable[[], object], images: int, repeats: int, device: torch.device,
-            min_time: float = 0.05, best_key: str | None = None) -> float:
+def measure(
+    fn: Callable[[], object],
+    images: int,
+    repeats: int,
+    device: torch.device,
+    min_time: float = 0.05,
+    best_key: str | None = None,
+) -> float:
     """Median images/s of ``fn`` (which processes ``images`` images per call).
 
     With ``best_key``, the best run is also kept in ``BEST``: on a shared machine the
@@ -88,8 +100,9 @@ def measure(fn: Callable[[], object], images: int, repeats: int, device: torch.d
     return statistics.median(rates)
 
 
-def measure_paired(fa: Callable[[], object], fb: Callable[[], object], images: int, repeats: int,
-                   device: torch.device) -> float:
+def measure_paired(
+    fa: Callable[[], object], fb: Callable[[], object], images: int, repeats: int, device: torch.device
+) -> float:
     """Median over alternating runs of rate(fb) / rate(fa): robust to load drifting over time."""
     ratios = []
     for _ in range(repeats):
@@ -120,12 +133,13 @@ def bench_batch(batch: int, args: argparse.Namespace, device: torch.device) -> d
         def run() -> torch.Tensor:
             p = sample_keras_params(batch, (SIZE, SIZE), **CFG, generator=gen)
             return apply_keras_transform(x, p, semantics=semantics, fill_mode=fill_mode)
+
         return run
 
     def per_image() -> None:
         for i in range(batch):
             p = sample_keras_params(1, (SIZE, SIZE), **CFG, generator=gen)
-            apply_keras_transform(x[i:i + 1], p)
+            apply_keras_transform(x[i : i + 1], p)
 
     log(f"batch {batch}: bare kernel, batched, per-image loop")
     res["bare_kernel"] = measure(bare, batch, rep, device, best_key="bare_kernel")
@@ -147,8 +161,9 @@ def bench_batch(batch: int, args: argparse.Namespace, device: torch.device) -> d
 
     log(f"batch {batch}: torchvision RandomAffine")
     tv_nearest = v2.RandomAffine(degrees=90, translate=(0.2, 0.2), scale=(0.8, 1.2))
-    tv_bilinear = v2.RandomAffine(degrees=90, translate=(0.2, 0.2), scale=(0.8, 1.2),
-                                  interpolation=v2.InterpolationMode.BILINEAR)
+    tv_bilinear = v2.RandomAffine(
+        degrees=90, translate=(0.2, 0.2), scale=(0.8, 1.2), interpolation=v2.InterpolationMode.BILINEAR
+    )
     res["torchvision_random_affine"] = measure(lambda: tv_nearest(x), batch, rep, device)
     res["torchvision_random_affine_bilinear"] = measure(lambda: tv_bilinear(x), batch, rep, device)
 
@@ -180,6 +195,7 @@ def bench_batch(batch: int, args: argparse.Namespace, device: torch.device) -> d
     if not args.no_compile:
         log(f"batch {batch}: torch.compile of the warp (compiling...)")
         try:
+
             def warp(img: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
                 grid = F.affine_grid(th, list(img.shape), align_corners=True)
                 return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
@@ -189,8 +205,9 @@ def bench_batch(batch: int, args: argparse.Namespace, device: torch.device) -> d
             out = compiled(x, mat.to(device=device, dtype=torch.float32))
             res["compiled_warp_compile_s"] = time.perf_counter() - t0
             res["compiled_warp_max_abs_err"] = (out - ref).abs().max().item()
-            res["compiled_warp"] = measure(lambda: compiled(x, mat.to(device=device, dtype=torch.float32)),
-                                           batch, rep, device)
+            res["compiled_warp"] = measure(
+                lambda: compiled(x, mat.to(device=device, dtype=torch.float32)), batch, rep, device
+            )
             res["compiled_warp_vs_bare"] = res["compiled_warp"] / res["bare_kernel"]
         except Exception as exc:  # noqa: BLE001 - report whatever the backend raises
             res["compiled_warp"] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"

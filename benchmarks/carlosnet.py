@@ -95,18 +95,26 @@ def alternate(models: dict[str, Callable[[], nn.Module]], steps: int, rounds: in
 
 def layer_order(steps: int, rounds: int) -> dict[str, dict[str, float]]:
     """The project's conv -> pool -> ReLU against Keras' conv -> ReLU -> pool (unfused)."""
-    return alternate({
-        "pool_first": lambda: CarlosNet(fused=False),
-        "keras_order": lambda: keras_order(CarlosNet(fused=False)),
-    }, steps, rounds)
+    return alternate(
+        {
+            "pool_first": lambda: CarlosNet(fused=False),
+            "keras_order": lambda: keras_order(CarlosNet(fused=False)),
+        },
+        steps,
+        rounds,
+    )
 
 
 def fused_first_block(steps: int, rounds: int) -> dict[str, dict[str, float]]:
     """The first block as one batched matrix product (``conv_maxpool2d``) against conv2d + max_pool2d."""
-    return alternate({
-        "fused": lambda: CarlosNet(fused=True),
-        "unfused": lambda: CarlosNet(fused=False),
-    }, steps, rounds)
+    return alternate(
+        {
+            "fused": lambda: CarlosNet(fused=True),
+            "unfused": lambda: CarlosNet(fused=False),
+        },
+        steps,
+        rounds,
+    )
 
 
 def layers_ms(repeats: int, calls: int) -> dict[str, float]:

@@ -9,6 +9,8 @@
   2-core CPU: CarlosNet >= 1,500 images/s, IvanNet >= 150.
 * ``inference_images_per_second``: the network alone on decoded batches, PyTorch (that
   precision, and fp32) against onnxruntime (the exported fp32 graph).
+* ``images_per_cpu_second`` (predict) and ``load_average``: on a CPU other processes share,
+  wall-clock rates fall with the load; the images per CPU-second of this process fall less.
 
 Weights are freshly initialised (the speed does not depend on them). Each figure is the
 median of ``--rounds`` timed passes after one warm-up pass.
@@ -41,13 +43,20 @@ NETS = {"carlosnet": {"_target_": "handgestures.models.CarlosNet", "num_classes"
 TARGETS = {"carlosnet": 1500, "ivannet": 150}
 
 
-def median_rate(fn, n: int, rounds: int) -> float:
+CPU_RATES: dict[str, float] = {}  # images per CPU-second of this process, by measurement
+
+
+def median_rate(fn, n: int, rounds: int, key: str | None = None) -> float:
+    """Images/s of ``fn`` (median wall time); also records images per CPU-second under ``key``."""
     fn()  # warm-up: first-call allocations and kernel choices
-    times = []
+    times, cpu = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    if key is not None:
+        CPU_RATES[key] = round(n / statistics.median(cpu), 1)
     return round(n / statistics.median(times), 1)
 
 
@@ -95,7 +104,7 @@ def main() -> None:
                 for _ in predict_files(predictor, paths, batch_size=args.batch_size):
                     pass
 
-            result["predict_images_per_second"][name] = median_rate(run_predict, n, args.rounds)
+            result["predict_images_per_second"][name] = median_rate(run_predict, n, args.rounds, f"predict/{name}")
             batches = [to_tensor([d.pixels for d in decode_many(paths[i : i + args.batch_size])])
                        for i in range(0, n, args.batch_size)]  # fmt: skip
             fp32 = TorchPredictor(module, description, Path(name), "32-true")
@@ -121,6 +130,9 @@ def main() -> None:
                 rates["onnxruntime_fp32"] = f"not measured: {err}"
             result["inference_images_per_second"][name] = rates
             result.setdefault("images", {})[name] = n
+    # on a CPU shared with other work, wall-clock rates fall with the load; CPU time less so
+    result["images_per_cpu_second"] = CPU_RATES
+    result["load_average"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 

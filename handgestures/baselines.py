@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from handgestures.data.grouping import nearest, thumbnails, write_split_csv
 from handgestures.plots import CLASS_NAMES
@@ -124,7 +124,9 @@ def result_of(predictions: dict[str, tuple[torch.Tensor, torch.Tensor | None]], 
         metrics[f"{name}/loss"] = (float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)) if probs is not None
                                    else None)  # fmt: skip
         confusion[name] = confusion_of(pred, labels)
-    per_class = {k: {CLASS_NAMES[i]: row[i] / max(1, sum(row)) for i, row in enumerate(m)} for k, m in confusion.items()}
+    per_class = {
+        k: {CLASS_NAMES[i]: row[i] / max(1, sum(row)) for i, row in enumerate(m)} for k, m in confusion.items()
+    }
     return {"metrics": metrics, "per_class_acc": per_class, "confusion": confusion}
 
 
@@ -135,6 +137,9 @@ def run_baselines(cfg: DictConfig, out_dir: str | Path) -> dict[str, dict[str, A
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    if "paths" in cfg:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(out_dir)  # resolvable without Hydra's runtime (tests, scripts)
     size = int(cfg.get("thumbnail", 16))
     datamodule = build_datamodule(cfg.data)
     sets = eval_sets(datamodule, size)

@@ -23,7 +23,7 @@ from handgestures import threads
 from handgestures.distributed import check_launch, follow_rank_zero, is_rank_zero, process_count
 from handgestures.errors import UserError
 from handgestures.guards import RunDiverged
-from handgestures.lifecycle import Interrupted, guarded, log_to_file
+from handgestures.lifecycle import Interrupted, guarded, log_to_file, record_early_failure
 from handgestures.resume import resumed_config
 from handgestures.run_record import EXIT_ERROR, FAILED_FILE
 from handgestures.train import run_name, train
@@ -61,6 +61,7 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
         raise SystemExit(err.exit_code) from None  # a sweep launches no further job
     except Exception as err:
         log_to_file(f"{type(err).__name__}: {err}", err)
+        record_early_failure(Path(hydra_cfg.runtime.output_dir), err)  # e.g. a bad config: the sweep summary sees it
         if multirun:
             folder = Path(hydra_cfg.runtime.output_dir)
             log.error("job %s failed (%s); the sweep goes on. Details: %s", folder.name, err, folder / FAILED_FILE)

@@ -16,7 +16,6 @@ N x N matrix is never held; a progress bar follows the blocks.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -28,6 +27,7 @@ import torch
 from handgestures.data import grouping
 from handgestures.data.sources import load_images
 from handgestures.data.split import stratified_split
+from handgestures.run_record import write_json
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 UNCAPPED = 10**9  # max_group for plain single linkage
@@ -98,7 +98,7 @@ def analyse(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:  # fmt: skip
     """The leakage summary of ``data`` (an ImageSet), and the distance arrays behind its figure."""
     timings: dict[str, float] = {}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     thumbs = grouping.thumbnails(data.images, thumbnail)
     same, other = label_neighbour_distances(thumbs, data.labels, progress=progress)
     timings["neighbour_distances"] = time.perf_counter() - start
@@ -115,6 +115,7 @@ def analyse(
     leakage = {k: split_leakage(thumbs, data.labels, v, threshold, typical) for k, v in splits.items()}
     timings["split_leakage"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - start
+    timings["total_cpu"] = time.process_time() - cpu_start  # wall time on a shared machine overstates the work
     summary = {
         "images": len(data), "thumbnail": thumbnail, "threshold": threshold, "split_seed": split_seed,
         "max_group": max_group, "neighbours": neighbours,
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--builtin-size", type=int, default=21600, help="built-in hands when no DATA_ROOT")
     parser.add_argument("--threshold", type=float, default=grouping.DEFAULT_THRESHOLD, help="near-copy RMS distance")
     parser.add_argument("--thumbnail", type=int, default=grouping.DEFAULT_THUMBNAIL, help="thumbnail side")
-    parser.add_argument("--max-group", type=int, default=None, help="group size cap (default smallest class-hand // 12)")
+    parser.add_argument(
+        "--max-group", type=int, default=None, help="group size cap (default smallest class-hand // 12)"
+    )
     parser.add_argument("--neighbours", type=int, default=grouping.DEFAULT_NEIGHBOURS, help="links per image")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of both splits (data.split_seed)")
     parser.add_argument("--out", default="leakage", help="folder for leakage.json and leakage.png")
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["data"] = "built-in hands" if not args.data_root else Path(args.data_root).name
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "leakage.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "leakage.json", summary)  # strict JSON: a non-finite figure is null
     histogram_figure(arrays, args.threshold, out / "leakage.png")
     print("\n".join(report_lines(summary)))
     print(f"wrote {out / 'leakage.json'} and {out / 'leakage.png'}")

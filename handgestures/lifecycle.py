@@ -32,7 +32,15 @@ from handgestures.errors import UserError
 
 log = logging.getLogger(__name__)
 
-RESULT_FILES = (rr.METRICS_FILE, rr.FAILED_FILE, rr.EPOCHS_FILE, rr.CONFIG_FILE, "skipped.csv")
+RESULT_FILES = (
+    rr.METRICS_FILE,
+    rr.FAILED_FILE,
+    rr.EPOCHS_FILE,
+    rr.CONFIG_FILE,
+    "skipped.csv",
+    "split.csv",
+    "MODEL_CARD.md",
+)
 RESULT_DIRS = (rr.CHECKPOINT_DIR, "tensorboard")
 
 
@@ -212,11 +220,29 @@ def record_stop(folder: Path, identity: dict[str, Any], err: BaseException, wrot
                                            **err.progress, rr.KEY_EXIT_CODE: rr.EXIT_ERROR})  # fmt: skip
         print(f"\n{err}\nrun folder: {folder}", file=sys.stderr)
         return rr.EXIT_ERROR
-    message = f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err)
     if wrote_metrics and (folder / rr.METRICS_FILE).is_file():
-        _update_metrics(folder, identity, {rr.KEY_STATUS: rr.STATUS_FAILED, rr.KEY_ERROR: message.splitlines()[0]})
-    rr.write_json(folder / rr.FAILED_FILE, {"error": message, "traceback": "".join(traceback.format_exception(err))})
+        _update_metrics(folder, identity, {rr.KEY_STATUS: rr.STATUS_FAILED, rr.KEY_ERROR: one_line(err)})
+    record_failure(folder, err)
     return rr.EXIT_ERROR
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: message`` on one line (a multi-line message joined), for summaries and tables."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def record_failure(folder: Path, err: BaseException) -> Path:
+    """failed.json: the error on one line, the full message, and the traceback."""
+    err._recorded = True  # type: ignore[attr-defined]  (the entry point records each failure once)
+    return rr.write_json(folder / rr.FAILED_FILE, {"error": one_line(err), "message": str(err),
+                                                  "traceback": "".join(traceback.format_exception(err))})  # fmt: skip
+
+
+def record_early_failure(folder: Path, err: BaseException) -> Path | None:
+    """failed.json for an error before the run started (bad config), unless the folder holds another run's results."""
+    if getattr(err, "_recorded", False) or not folder.is_dir() or existing_results(folder):
+        return None
+    return record_failure(folder, err)
 
 
 def _epochs_in_csv(path: Path) -> int | None:

@@ -80,9 +80,9 @@ class HandGestureClassifier(L.LightningModule):
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning sets _current_fx_name around every hook it calls, about 40 times per
         # training step, and nn.Module.__setattr__ first checks every value against the
-        # parameters, buffers and submodules (about 5 us a call, 0.2 ms a step: 3% of a
-        # CarlosNet step). A hook name (str or None) can be none of those, so it is stored
-        # directly, as nn.Module would store it after its checks.
+        # parameters, buffers and submodules, a measurable share of a CarlosNet step
+        # (docs/performance.md). A hook name (str or None) can be none of those, so it is
+        # stored directly, as nn.Module would store it after its checks.
         if name == "_current_fx_name" and (value is None or isinstance(value, str)):
             object.__setattr__(self, name, value)
         else:
@@ -98,9 +98,8 @@ class HandGestureClassifier(L.LightningModule):
     # (checkpointing, progress bar); the EpochMetrics callback writes them per epoch.
     #
     # Training accumulates on its own and logs once per epoch, at the epoch's last batch:
-    # each `self.log` call costs about 0.4 ms of Lightning bookkeeping, about 5% of a 7.3 ms
-    # CarlosNet step on a 2-core CPU, and a torchmetrics update about 65 us against 7 us
-    # for the two tensor ops here. The values are those `self.log(on_epoch=True)` and
+    # each `self.log` call costs Lightning bookkeeping, and a torchmetrics update far more
+    # than the two tensor ops here (docs/performance.md). The values are those `self.log(on_epoch=True)` and
     # MulticlassAccuracy(average="micro") gave (batch-size-weighted mean loss, right
     # predictions over images seen, argmax of the logits), and nothing syncs: the sums stay
     # tensors until the epoch ends.

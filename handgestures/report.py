@@ -168,7 +168,8 @@ def study_table_md(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) 
     groups = group(runs)
     rows = []
     for label, model, data in table_row_keys(table, runs):
-        rows.append([f"**{label}**", row_status(groups.get((model, data), []))]
+        apart = any(r.not_comparable for r in groups.get((model, data), []))
+        rows.append([f"**{label}**" + (" (*not comparable*)" if apart else ""), row_status(groups.get((model, data), []))]
                     + [fmt_cell(c, key) for c, (_, key) in zip(cells[label], table.columns, strict=True)])  # fmt: skip
         if label in SLIDES[table.name]:
             rows.append([f"*{label}, slides*", ""] + [f"*{c.slides}*" for c in cells[label]])
@@ -187,13 +188,14 @@ def runs_table_md(runs: list[Run], out_dir: Path) -> str:
         labels = {"done": "done", "failed": f"**failed**: {run.error}", "trained": "**trained** (not evaluated)"}
         status = labels.get(run.status, f"**{run.status}**")
         link = os.path.relpath(run.folder, out_dir)
-        rows.append([run.model, run.data, str(run.seed), status, run.precision or "—",
-                     str(run.info.get("epochs_run", "—")),
+        comparable = "yes" if not run.not_comparable else "**no**: " + "; ".join(run.not_comparable)
+        rows.append([run.model, run.data, str(run.seed), status, run.data_source, run.precision or "—",
+                     f"{run.info.get('epochs_run', '—')} / {run.configured_epochs}", run.batch_limits,
                      fmt(run.info.get("best_val_acc")), fmt(run.metrics.get("test/acc")),
                      fmt_seconds(run.info.get("fit_seconds")), fmt(run.info.get("train_images_per_second"), "n"),
-                     f"[{run.folder.name}]({link})"])  # fmt: skip
-    headers = ["model", "data", "seed", "status", "precision", "epochs", "best val acc", "test acc", "fit time", "images/s",
-               "folder"]  # fmt: skip
+                     comparable, f"[{run.folder.name}]({link})"])  # fmt: skip
+    headers = ["model", "data", "seed", "status", "data source", "precision", "epochs (run / set)", "batch limits",
+               "best val acc", "test acc", "fit time", "images/s", "comparable with the slides", "folder"]  # fmt: skip
     return markdown_table(headers, rows)
 
 
@@ -224,6 +226,11 @@ def report_md(runs: list[Run], tables: dict[str, dict[str, list[Cell]]], out_dir
         "untrained baselines of handgestures.baselines, on the same splits and views. "
         "*train_aug* / *val_aug* / *test_aug* are the fixed augmented views of each split.",
     ]
+    apart = [r for r in runs if r.not_comparable]
+    if apart:
+        parts.append(f"**Not comparable with the slides: {len(apart)} of {len(runs)} runs** do not follow the study's "
+                     "recipe on the real Fingers images (docs/study.md); the Runs table says why for each. "
+                     "Table rows built on such runs are marked *not comparable*.")  # fmt: skip
     issues = problems(runs)
     parts += ["## Problems", "\n".join(f"- {line}" for line in issues) if issues else "None: every run evaluated."]
     for table in TABLES:
@@ -273,7 +280,9 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def run_row(run: Run) -> dict[str, Any]:
     row = {"folder": str(run.folder), "model": run.model, "data": run.data, "seed": run.seed, "status": run.status,
-           "precision": run.precision}  # fmt: skip
+           "data_source": run.data_source, "precision": run.precision, "epochs_configured": run.configured_epochs,
+           "batch_limits": run.batch_limits, "comparable_with_slides": not run.not_comparable,
+           "not_comparable_because": "; ".join(run.not_comparable)}  # fmt: skip
     row.update({k: run.info.get(k) for k in RUN_FIELDS})
     return {**row, **run.info.get("metrics", {}), "error": run.error}
 
@@ -282,7 +291,8 @@ def table_rows(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) -> l
     groups = group(runs)
     return [{"row": label, "model": model, "data": data, "metric": key, "mean": cell.mean, "std": cell.std,
              "n": cell.n, "slides": cell.slides, "runs": row_status(groups.get((model, data), [])).replace("*", ""),
-             "ci95_low": cell.ci_low, "ci95_high": cell.ci_high}
+             "ci95_low": cell.ci_low, "ci95_high": cell.ci_high,
+             "comparable_with_slides": not any(r.not_comparable for r in groups.get((model, data), []))}
             for label, model, data in table_row_keys(table, runs)
             for cell, (_, key) in zip(cells[label], table.columns, strict=True)]  # fmt: skip
 

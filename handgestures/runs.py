@@ -8,7 +8,6 @@ this module reads.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,8 +17,20 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from handgestures.study import DATASETS, MODELS
+from handgestures.run_record import (
+    CONFIG_FILE,
+    EPOCHS_FILE,
+    FAILED_FILE,
+    KEY_ERROR,
+    KEY_STATUS,
+    METRICS_FILE,
+    STATUS_DONE,
+    STATUS_FAILED,
+    read_json,
+)
+from handgestures.study import BATCH_LIMITS, DATASETS, MODELS, limited, recipe_differences
 
+# the run folders' names (conf/hydra/default.yaml): <model>-<data>-seed<N>-...
 RUN_NAME = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<data>[a-z0-9_]+)-seed(?P<seed>\d+)")
 
 
@@ -42,26 +53,59 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, float]:
-        return self.info.get("metrics", {}) if self.status == "done" else {}
+        return self.info.get("metrics", {}) if self.status == STATUS_DONE else {}
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The resolved config the run trained with (config.yaml, else Hydra's copy); {} if none."""
+        for path in (self.folder / CONFIG_FILE, self.folder / ".hydra" / CONFIG_FILE):
+            if path.is_file():
+                config = OmegaConf.load(path)
+                try:
+                    return OmegaConf.to_container(config, resolve=True) or {}
+                except Exception:  # an interpolation that needs Hydra's run-time values
+                    return OmegaConf.to_container(config, resolve=False) or {}
+        return {}
+
+    @property
+    def data_source(self) -> str:
+        """The images it trained on, without the machine's paths: the Fingers folder's last two parts."""
+        data = self.config.get("data") or {}
+        if data.get("root"):
+            return "Fingers images (" + "/".join(Path(str(data["root"])).parts[-2:]) + ")"
+        return f"built-in hands ({data.get('builtin_size', '?')})" if data else "?"
+
+    @property
+    def batch_limits(self) -> str:
+        """limit_train/val/test_batches that are set, e.g. 'train 3, test 1'; 'none' for whole epochs."""
+        trainer = self.config.get("trainer") or {}
+        limits = [f"{k.split('_')[1]} {trainer[k]}" for k in BATCH_LIMITS if limited(trainer.get(k))]
+        return ", ".join(limits) or "none"
+
+    @property
+    def configured_epochs(self) -> Any:
+        return self.config.get("epochs", (self.config.get("trainer") or {}).get("max_epochs"))
+
+    @property
+    def not_comparable(self) -> list[str]:
+        """Why the run cannot be set beside the slides' numbers ([] when it follows the study's recipe)."""
+        return recipe_differences(self.model, self.data, self.config)
 
     @cached_property
     def precision(self) -> str | None:
         """The Trainer precision the run used: metrics.json's, else its saved config's."""
         if self.info.get("precision"):
             return str(self.info["precision"])
-        for config in (self.folder / "config.yaml", self.folder / ".hydra" / "config.yaml"):
-            if config.is_file():
-                value = OmegaConf.select(OmegaConf.load(config), "trainer.precision")
-                return None if value is None else str(value)
-        return None
+        value = (self.config.get("trainer") or {}).get("precision")
+        return None if value is None else str(value)
 
 
 def find_run_folders(runs_dir: Path) -> list[Path]:
     found = set()
     for path in runs_dir.rglob("*"):
-        if path.name in ("metrics.json", "failed.json") and path.is_file():
+        if path.name in (METRICS_FILE, FAILED_FILE) and path.is_file():
             found.add(path.parent)
-        elif path.name == "config.yaml" and path.parent.name == ".hydra":
+        elif path.name == CONFIG_FILE and path.parent.name == ".hydra":
             found.add(path.parent.parent)
     return sorted(found)
 
@@ -76,7 +120,7 @@ def read_identity(folder: Path) -> dict[str, Any]:
     if hydra_file.is_file():
         choices = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices") or {}
         ident.update({k: choices[k] for k in ("model", "data") if choices.get(k)})
-    for config in (folder / "config.yaml", folder / ".hydra" / "config.yaml"):
+    for config in (folder / CONFIG_FILE, folder / ".hydra" / CONFIG_FILE):
         if config.is_file():
             seed = OmegaConf.load(config).get("seed")
             if isinstance(seed, int):
@@ -95,19 +139,19 @@ def read_epochs(path: Path) -> list[dict[str, float]]:
 
 
 def load_run(folder: Path) -> Run:
-    metrics_file, failed_file = folder / "metrics.json", folder / "failed.json"
-    info = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics_file, failed_file = folder / METRICS_FILE, folder / FAILED_FILE
+    info = read_json(metrics_file) if metrics_file.is_file() else {}
     ident = {k: info[k] for k in ("model", "data", "seed") if k in info} if info else read_identity(folder)
     error = None
     # a failure counts unless a later run in the same folder finished (a stale failed.json)
     if failed_file.is_file() and not (info and metrics_file.stat().st_mtime > failed_file.stat().st_mtime):
-        status = "failed"
-        lines = str(json.loads(failed_file.read_text()).get("error", "")).strip().splitlines()
+        status = STATUS_FAILED
+        lines = str(read_json(failed_file).get(KEY_ERROR, "")).strip().splitlines()
         error = lines[0] if lines else "unknown error"
     else:
-        status = info.get("status", "incomplete") if info else "incomplete"
+        status = info.get(KEY_STATUS, "incomplete") if info else "incomplete"
     return Run(folder, str(ident["model"]), str(ident["data"]), ident.get("seed"), status, info, error,
-               read_epochs(folder / "epochs.csv"))  # fmt: skip
+               read_epochs(folder / EPOCHS_FILE))  # fmt: skip
 
 
 def sort_key(run: Run) -> tuple:

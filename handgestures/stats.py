@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -58,7 +59,9 @@ def t_quantile(p: float, df: int) -> float:
 
 
 def mean_ci(
-    values: Iterable[float | None], confidence: float = CONFIDENCE, bounds: tuple[float | None, float | None] = (None, None)
+    values: Iterable[float | None],
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float | None, float | None] = (None, None),
 ) -> dict[str, Any]:
     """Mean, sample std, n and the t interval of the mean of the finite ``values`` (None bounds with n < 2).
 
@@ -71,7 +74,10 @@ def mean_ci(
         std = statistics.stdev(xs)
         half = t_quantile(0.5 + confidence / 2, len(xs) - 1) * std / math.sqrt(len(xs))
         low, high = out["mean"] - half, out["mean"] + half
-        low, high = (low if bounds[0] is None else max(low, bounds[0])), (high if bounds[1] is None else min(high, bounds[1]))
+        low, high = (
+            (low if bounds[0] is None else max(low, bounds[0])),
+            (high if bounds[1] is None else min(high, bounds[1])),
+        )
         out.update(std=std, low=low, high=high)
     return out
 
@@ -87,9 +93,14 @@ def paired_difference(a: dict[Any, float], b: dict[Any, float], confidence: floa
 
 def split_of(run) -> str:
     """``random`` or ``grouped``: metrics.json's ``split``, else the saved config's data.split, else random."""
-    if run.info.get("split"):
-        return str(run.info["split"])
-    for config in (run.folder / "config.yaml", run.folder / ".hydra" / "config.yaml"):
+    return folder_split(run.folder, run.info)
+
+
+def folder_split(folder: Path, info: dict[str, Any] | None = None) -> str:
+    """The split protocol of the run in ``folder`` (``info``: its metrics.json, if read)."""
+    if info and info.get("split"):
+        return str(info["split"])
+    for config in (folder / "config.yaml", folder / ".hydra" / "config.yaml"):
         if config.is_file():
             return str(OmegaConf.select(OmegaConf.load(config), "data.split") or "random")
     return "random"
@@ -162,6 +173,7 @@ def paired_differences(runs: list) -> list[dict[str, Any]]:
 
 def differences_md(rows: list[dict[str, Any]]) -> str:
     """Markdown table of ``paired_differences``; comparisons without a paired seed are listed, not dropped."""
+
     def f(v):
         return "—" if v is None else f"{v:+.4f}"
 

@@ -53,3 +53,45 @@ SLIDES: dict[str, dict[str, tuple[float, ...]]] = {
         "IvanNet, augmented": (0.9823, 0.9942, 0.9955),
     },
 }
+
+
+# The study's recipe (docs/study.md): what a run must match to be compared with the slides.
+STUDY_EPOCHS = {"base": 10, "augmented": 30}
+STUDY_BATCH_SIZE = 32
+STUDY_LR, STUDY_MOMENTUM = 0.01, 0.0
+STUDY_SPLIT = "random"  # the slides' stratified 4/6-1/6-1/6 split (data.split, where configured)
+BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+
+
+def limited(limit) -> bool:
+    """Whether a Trainer ``limit_*_batches`` value cuts an epoch short (an int counts batches, 1.0 is all)."""
+    return limit is not None and not (isinstance(limit, float) and limit == 1.0)
+
+
+def recipe_differences(model: str, data: str, config: dict) -> list[str]:
+    """Why a run (its resolved config.yaml as a dict) is not the study's recipe on the real images; [] if it is.
+
+    Checked: the real Fingers images (``data.root``), the model and data variant, the epochs,
+    no batch limits, batch size, SGD learning rate and momentum, the split.
+    """
+    if not config:
+        return ["no config.yaml"]
+    data_cfg, trainer, optimizer = (config.get(k) or {} for k in ("data", "trainer", "optimizer"))
+    reasons = []
+    if not data_cfg.get("root"):
+        reasons.append(f"built-in hands ({data_cfg.get('builtin_size', '?')}), not the real images")
+    if model not in MODELS or data not in DATASETS:
+        reasons.append(f"{model} on {data} is not in the study")
+    epochs = config.get("epochs", trainer.get("max_epochs"))
+    if data in STUDY_EPOCHS and epochs != STUDY_EPOCHS[data]:
+        reasons.append(f"{epochs} epochs, not {STUDY_EPOCHS[data]}")
+    for key in BATCH_LIMITS:
+        if limited(trainer.get(key)):
+            reasons.append(f"{key}={trainer[key]}")
+    if config.get("batch_size", STUDY_BATCH_SIZE) != STUDY_BATCH_SIZE:
+        reasons.append(f"batch size {config['batch_size']}, not {STUDY_BATCH_SIZE}")
+    if optimizer.get("lr", STUDY_LR) != STUDY_LR or optimizer.get("momentum", STUDY_MOMENTUM) != STUDY_MOMENTUM:
+        reasons.append(f"SGD lr={optimizer.get('lr')}, momentum={optimizer.get('momentum')}, not 0.01 and 0")
+    if data_cfg.get("split", STUDY_SPLIT) != STUDY_SPLIT:
+        reasons.append(f"the {data_cfg['split']} split, not the study's random one")
+    return reasons

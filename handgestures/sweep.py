@@ -24,10 +24,10 @@ def failed_jobs(sweep_dir: Path) -> list[tuple[Path, str]]:
         metrics, failure = folder / rr.METRICS_FILE, folder / rr.FAILED_FILE
         info = rr.read_json(metrics) if metrics.is_file() else {}
         if failure.is_file() and not (info and metrics.stat().st_mtime_ns > failure.stat().st_mtime_ns):
-            error = str(rr.read_json(failure).get("error", "unknown error"))
-            failed.append((folder, error.strip().splitlines()[0] if error.strip() else "unknown error"))
+            error = " ".join(str(rr.read_json(failure).get("error", "")).split())
+            failed.append((folder, error or "unknown error"))
         elif info.get(rr.KEY_STATUS) in rr.STOPPED_STATUSES:
-            failed.append((folder, f"{info[rr.KEY_STATUS]}: {str(info.get(rr.KEY_ERROR, '')).splitlines()[0]}"))
+            failed.append((folder, f"{info[rr.KEY_STATUS]}: {' '.join(str(info.get(rr.KEY_ERROR, '')).split())}"))
     return failed
 
 

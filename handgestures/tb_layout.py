@@ -47,7 +47,9 @@ def curve_writer(trainer: L.Trainer, split: str) -> Any | None:
     if folder not in _curve_writers:
         from torch.utils.tensorboard import SummaryWriter
 
-        _curve_writers[folder] = SummaryWriter(log_dir=folder)
+        # a resumed run purges the steps after its checkpoint, as the logger's own writer does
+        purge_step = getattr(logger, "_kwargs", {}).get("purge_step")
+        _curve_writers[folder] = SummaryWriter(log_dir=folder, purge_step=purge_step)
     return _curve_writers[folder]
 
 

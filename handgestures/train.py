@@ -61,6 +61,8 @@ class FirstStepTimer(L.Callback):
 def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
     """Images seen in training (limit_train_batches honoured; the last batch may be partial)."""
     n, batch = len(datamodule.splits["train"]), datamodule.batch_size
+    if not math.isfinite(trainer.num_training_batches):  # Lightning's inf when no training batch ran
+        return 0
     per_epoch = min(n, int(trainer.num_training_batches) * batch * trainer.world_size)  # DDP: all processes
     return per_epoch * trainer.current_epoch
 
@@ -105,7 +107,7 @@ def build_run(
 ) -> tuple[FingersDataModule, HandGestureClassifier, L.Trainer]:
     """Seeds, then builds the datamodule, the module and the trainer of one run from ``cfg``.
 
-    ``train`` uses it, and so does ``scripts/benchmark.py`` (with timing callbacks added),
+    ``train`` uses it, and so does ``benchmarks/training.py`` (with timing callbacks added),
     so the benchmark measures exactly the objects a run trains with.
     """
     configure_process(cfg)  # the one place "auto" precision is resolved

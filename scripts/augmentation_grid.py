@@ -1,7 +1,7 @@
 """Write a PNG grid of original and Keras-augmented samples, one row per image.
 
     python scripts/augmentation_grid.py                       # built-in hands
-    python scripts/augmentation_grid.py --root ../shared/data/fingers/train --out grid.png
+    python scripts/augmentation_grid.py --root PATH/TO/fingers/train --out grid.png
 
 The parameters come from conf/data/augmented.yaml, so the picture shows exactly what the
 augmented variant trains on.

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# scripts the tests run as subprocesses, not test modules (--doctest-modules would import them)
+collect_ignore = ["kill_driver.py"]
+
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fingers" / "train"
 
 

@@ -17,17 +17,20 @@ import lightning as L
 
 import handgestures.train as train_module
 
-SIGNAL, EPOCH, BATCH = getattr(signal, f"SIG{sys.argv[1]}"), int(sys.argv[2]), int(sys.argv[3])
-
 
 class SendSignal(L.Callback):
+    def __init__(self, signum: int, epoch: int, batch: int) -> None:
+        self.signum, self.epoch, self.batch = signum, epoch, batch
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.current_epoch + 1 == EPOCH and batch_idx + 1 == BATCH:
-            os.kill(os.getpid(), SIGNAL)
+        if trainer.current_epoch + 1 == self.epoch and batch_idx + 1 == self.batch:
+            os.kill(os.getpid(), self.signum)
 
 
-_build_run = train_module.build_run
-train_module.build_run = lambda cfg, extra_callbacks=(): _build_run(cfg, (*extra_callbacks, SendSignal()))
-root = Path(__file__).resolve().parents[1]
-sys.argv = [str(root / "train.py"), *sys.argv[4:]]
-runpy.run_path(str(root / "train.py"), run_name="__main__")
+if __name__ == "__main__":  # pytest collects this file too (--doctest-modules): nothing runs on import
+    send = SendSignal(getattr(signal, f"SIG{sys.argv[1]}"), int(sys.argv[2]), int(sys.argv[3]))
+    _build_run = train_module.build_run
+    train_module.build_run = lambda cfg, extra_callbacks=(): _build_run(cfg, (*extra_callbacks, send))
+    root = Path(__file__).resolve().parents[1]
+    sys.argv = [str(root / "train.py"), *sys.argv[4:]]
+    runpy.run_path(str(root / "train.py"), run_name="__main__")

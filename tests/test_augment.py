@@ -26,7 +26,7 @@ from handgestures.data.augment import (
 
 GOLDEN_FILE = Path(__file__).parent / "data" / "keras_golden" / "golden.pt.xz"
 VARIANTS = {"keras2": "kp112", "keras3": "k3"}
-ATOL = 1e-4  # on the 0..1 scale, float32 (KERAS_SEMANTICS §5)
+ATOL = 1e-4  # on the 0..1 scale, float32 (docs/keras-augmentation.md §5)
 PROJECT_CFG = dict(
     rotation_range=90, width_shift_range=0.2, height_shift_range=0.2, zoom_range=0.2,
     horizontal_flip=True, vertical_flip=True,

@@ -57,6 +57,9 @@ def test_temporary_files_of_dead_processes_are_removed(tmp_path):
     alive.write_bytes(b"being written")
     load_fingers_folder(root, cache_dir=tmp_path / "cache")
     assert not stale.exists() and alive.exists()
+    stale.write_bytes(b"left by a run killed after the entry was written")
+    load_fingers_folder(root, cache_dir=tmp_path / "cache")  # a cache hit tidies up too
+    assert not stale.exists() and alive.exists()
 
 
 def test_entry_made_from_other_files_is_refused(tmp_path, caplog):

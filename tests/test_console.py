@@ -46,7 +46,9 @@ def test_framework_noise_is_dropped_and_the_rest_kept(caplog):
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
         quiet_framework_noise()  # after simplefilter: its filters come first again
-        warnings.warn("Precision bf16-mixed is not supported by the model summary.  Estimated ...", UserWarning, stacklevel=1)
+        warnings.warn(
+            "Precision bf16-mixed is not supported by the model summary.  Estimated ...", UserWarning, stacklevel=1
+        )
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
         warnings.warn("something the user should see", UserWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["something the user should see"]

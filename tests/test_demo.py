@@ -13,7 +13,7 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-from handgestures.inference.demo import launch  # noqa: E402
+from handgestures.inference.demo import count_label, launch  # noqa: E402
 from handgestures.inference.predictor import load_predictor  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,8 +42,8 @@ def test_demo_answers_like_the_model_and_shows_an_augmented_view(tiny_run, serve
     pixels = np.asarray(Image.open(file), dtype=np.float32) / 255
     expected = load_predictor(tiny_run).probabilities(torch.from_numpy(pixels)[None, None])[0]
     shown = {c["label"]: c["confidence"] for c in plain["confidences"]}
-    assert [shown[f"{i} fingers"] for i in range(6)] == pytest.approx(expected.tolist(), abs=1e-6)
-    assert plain["label"] == f"{int(expected.argmax())} fingers"
+    assert [shown[count_label(str(i))] for i in range(6)] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert plain["label"] == count_label(str(int(expected.argmax())))
     view = np.asarray(Image.open(augmented_file).convert("L"), dtype=np.float32) / 255
     assert view.shape == (128, 128) and np.abs(view - pixels).mean() > 0.01  # a different image
     assert sum(c["confidence"] for c in augmented["confidences"]) == pytest.approx(1.0, abs=1e-5)

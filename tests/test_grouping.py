@@ -101,7 +101,10 @@ def test_grouped_split_keeps_groups_whole_and_every_stratum_everywhere(data):
         assert (counts > 0).all()  # every class and hand in every split
         assert ((counts - target).abs() <= 2 * 6).all()  # within two groups of the target
         assert (counts - target <= 6 - 1).all()  # never a whole group over it
-    again, other = grouped_split(data.labels, data.hands, groups, seed=3), grouped_split(data.labels, data.hands, groups, seed=4)
+    again, other = (
+        grouped_split(data.labels, data.hands, groups, seed=3),
+        grouped_split(data.labels, data.hands, groups, seed=4),
+    )
     assert all(torch.equal(split[k], again[k]) for k in SPLITS)
     assert not all(torch.equal(split[k], other[k]) for k in SPLITS)
 

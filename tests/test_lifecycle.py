@@ -127,11 +127,12 @@ def test_overwrite_deletes_old_results_so_a_failed_rerun_leaves_no_old_metrics(t
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "metrics.json").write_text('{"status": "done", "metrics": {"test/acc": 0.99}}')
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"old")
-    out = python([*QUICK, "overwrite=true", "data.root=/nonexistent/folder", f"hydra.run.dir={run_dir}"], tmp_path)
-    assert out.returncode == 1
-    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
-    assert "/nonexistent/folder" in strict_json(run_dir / "failed.json")["error"]
+    (run_dir / "checkpoints" / "best-epoch009-val_acc0.9900.ckpt").write_bytes(b"old")
+    out = python([*QUICK, "overwrite=true", "epochs=1", "optimizer.lr=1e20", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert out.returncode == 1  # the rerun diverged in its first epoch
+    metrics = strict_json(run_dir / "metrics.json")
+    assert metrics["status"] == "diverged" and "metrics" not in metrics  # the new record only
+    assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
 
 
 def test_prepare_folder_rules(tmp_path):
@@ -228,7 +229,9 @@ def test_resume_from_an_unsafe_last_ckpt_executes_nothing(saved_run, tmp_path):
 # ---- signals in a sweep -------------------------------------------------------------------
 def test_a_signal_stops_the_sweep_no_further_job(tmp_path):
     sweep = tmp_path / "sweep"
-    out = python(["-m", *QUICK, "epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path, driver=["TERM", "1", "2"])
+    out = python(
+        ["-m", *QUICK, "epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path, driver=["TERM", "1", "2"]
+    )
     assert out.returncode == 143, out.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 1 and "seed0" in jobs[0]

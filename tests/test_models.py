@@ -1,4 +1,4 @@
-"""Both architectures, layer for layer against STUDY.md's tables."""
+"""Both architectures, layer for layer against the tables of docs/study.md."""
 
 import pytest
 import torch

@@ -46,7 +46,7 @@ def md_rows(report: str, heading: str) -> list[list[str]]:
 
 def md_table(report: str, heading: str) -> dict[str, list[str]]:
     """The study table in that section: row label (unbolded) -> the other cells."""
-    return {cells[0].strip("*"): cells[1:] for cells in md_rows(report, heading)}
+    return {cells[0].removesuffix(" (*not comparable*)").strip("*"): cells[1:] for cells in md_rows(report, heading)}
 
 
 def parse_value(cell: str) -> tuple[float, float | None]:
@@ -147,9 +147,12 @@ def test_report_mentions_slides_and_lists_runs(sweep):
         assert float(row["fit_seconds"]) == metrics["fit_seconds"]
         assert row["precision"] == metrics["precision"] == resolve_precision("auto")
     header, *per_run = md_rows(report, "Runs")
-    assert header[:5] == ["model", "data", "seed", "status", "precision"]
-    assert sorted(tuple(cells[:5]) for cells in per_run) == sorted((m, d, "0", "done", resolve_precision("auto"))
-                                                                   for m in MODELS for d in DATASETS)  # fmt: skip
+    assert header[:6] == ["model", "data", "seed", "status", "data source", "precision"]
+    assert sorted(tuple(cells[:6]) for cells in per_run) == sorted(
+        (m, d, "0", "done", "built-in hands (240)", resolve_precision("auto")) for m in MODELS for d in DATASETS)
+    # tiny runs on the built-in hands: every one marked, and the report says so up front
+    assert all(cells[header.index("comparable with the slides")].startswith("**no**") for cells in per_run)
+    assert "**Not comparable with the slides: 4 of 4 runs**" in report
     assert "Total job time" in report
 
 

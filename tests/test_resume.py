@@ -103,8 +103,11 @@ def test_tensorboard_curves_have_every_epoch_once(kill_mid_epoch_then_term, unin
     run_dir, _ = kill_mid_epoch_then_term
     curves = {}
     for folder in (run_dir, uninterrupted):
-        acc = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
-        acc.Reload()
-        curves[folder] = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in ("train/loss", "val/acc")}
-    assert [s for s, _ in curves[run_dir]["train/loss"]] == [1, 2, 3]
+        curves[folder] = {}
+        for split in ("train", "val"):  # one sub-run per split (handgestures.tb_layout)
+            acc = EventAccumulator(str(folder / "tensorboard" / split), size_guidance={"scalars": 0})
+            acc.Reload()
+            for tag in ("curves/loss", "curves/accuracy"):
+                curves[folder][split, tag] = [(e.step, e.value) for e in acc.Scalars(tag)]
+    assert [s for s, _ in curves[run_dir]["train", "curves/loss"]] == [1, 2, 3]
     assert curves[run_dir] == curves[uninterrupted]

@@ -54,7 +54,7 @@ def test_sweep_runs_every_job_then_lists_the_failed_and_exits_1(half_failed):
     assert "the sweep goes on" in out.stderr + out.stdout
     failed = [f for f in job_folders(sweep_dir) if (f / "failed.json").is_file()]
     summary = out.stderr[out.stderr.index("1 of 2 jobs of the sweep failed"):]
-    assert f"  {failed[0].name}: FileNotFoundError" in summary and MISSING in summary
+    assert f"  {failed[0].name}: UserError: invalid configuration" in summary and MISSING in summary
     assert not any(f"  {f.name}:" in summary for f in job_folders(sweep_dir) if f not in failed)
 
 
@@ -63,7 +63,8 @@ def test_failed_job_writes_failed_json_naming_the_folder(half_failed):
     failed = [f for f in job_folders(sweep_dir) if (f / "failed.json").is_file()]
     assert len(failed) == 1
     record = json.loads((failed[0] / "failed.json").read_text())
-    assert MISSING in record["error"] and record["error"].startswith("FileNotFoundError")
+    assert MISSING in record["error"] and record["error"].startswith("UserError: invalid configuration")
+    assert "data.root" in record["error"] and "\n" not in record["error"]  # one line, for the summary and report
     assert "Traceback" in record["traceback"]
 
 
@@ -87,7 +88,7 @@ def test_report_marks_the_failed_job(half_failed, tmp_path):
     sweep_dir, _ = half_failed
     report = build_report(sweep_dir, tmp_path).read_text()
     assert "- failed: carlosnet-base-seed0" in report and MISSING in report
-    assert "**failed**: FileNotFoundError" in report
+    assert "**failed**: UserError: invalid configuration" in report
 
 
 def test_study_experiment_sweeps_model_data_and_3_seeds():

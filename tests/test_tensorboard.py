@@ -144,8 +144,11 @@ def test_hparams_tab_holds_the_final_metrics(page, tensorboard_url, run_dir):
     page.screenshot(path=str(SCREENSHOTS / "hparams.png"))
     body = {"experimentName": "", "allowedStatuses": STATUSES, "colParams": [], "startIndex": 0,
             "sliceSize": 10}  # fmt: skip
-    request = urllib.request.Request(tensorboard_url + "data/plugin/hparams/session_groups",
-                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        tensorboard_url + "data/plugin/hparams/session_groups",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     groups = json.loads(urllib.request.urlopen(request, timeout=30).read())["sessionGroups"]
     assert [g["name"] for g in groups] == [f"{run_dir.name}/tensorboard"]  # one row per run, not per split
     values = {m["name"]["tag"]: m["value"] for m in groups[0]["metricValues"]}

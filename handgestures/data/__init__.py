@@ -14,6 +14,8 @@ _EXPORTS = {
     "load_fingers_folder": "handgestures.data.fingers",
     "parse_name": "handgestures.data.fingers",
     "stratified_split": "handgestures.data.split",
+    "grouped_split": "handgestures.data.grouping",
+    "near_duplicate_groups": "handgestures.data.grouping",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -89,7 +89,8 @@ def load_entry(path: Path, files: list[str] | None = None) -> dict[str, Any] | N
         if not isinstance(blob, dict):
             raise ValueError(f"holds a {type(blob).__name__}, not an entry")
     except Exception as err:  # a corrupt or foreign file is rebuilt, and we say so
-        log.warning("ignoring unreadable cache entry %s (%s); rebuilding it", path, err)
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        log.warning("ignoring unreadable cache entry %s (%s: %s); rebuilding it", path, type(err).__name__, first)
         return None
     if files is not None and blob.get("files") != files:
         stored = blob.get("files") or []
@@ -152,6 +153,13 @@ def prune(folder: Path, max_bytes: float, keep: Path | None = None) -> list[Path
         log.info("cache over its %.2f GB limit (data.cache_max_gb): removed %d old entries, %s",
                  max_bytes / 1e9, len(removed), [p.name for p in removed])  # fmt: skip
     return removed
+
+
+def tidy(folder: Path, max_gb: float | None = None, keep: Path | None = None) -> None:
+    """After a cache hit: remove dead runs' temporary files, prune past ``max_gb``."""
+    remove_stale_temp(folder)
+    if max_gb is not None and max_gb > 0:
+        prune(folder, max_gb * 1e9, keep=keep)
 
 
 def save_entry(path: Path, blob: dict[str, Any], max_gb: float | None = None) -> bool:

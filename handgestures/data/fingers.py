@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from handgestures.data.cache import ImageSet, cache_path, load_entry, save_entry
+from handgestures.data.cache import ImageSet, cache_path, load_entry, save_entry, tidy
 from handgestures.data.problems import NoImagesError, default_report_dir, handle_bad_files, report_twins, twin_groups
 from handgestures.data.scan import EXPECTED_NAME, NAME_PATTERN, FileRecord, parse_name, scan_folder
 
@@ -167,6 +167,7 @@ def load_fingers_folder(
             log.info("cached in %s", path)
     else:
         log.info("loaded %d images of %s from cache %s", len(entry["names"]), root, path)
+        tidy(path.parent, cache_max_gb, keep=path)
     twins = twin_groups(entry["pixel_keys"])
     bad = sorted(scan.bad + [tuple(b) for b in entry["bad"]] + _label_conflicts(entry, twins))
     report = Path(report_dir) if report_dir else default_report_dir(cache_dir)

@@ -204,7 +204,9 @@ def make_split(
     grouping = dict(grouping or {})
     unknown = set(grouping) - {"threshold", "thumbnail", "max_group", "neighbours"}
     if unknown:
-        raise ValueError(f"unknown data.grouping keys {sorted(unknown)}; expected threshold, thumbnail, max_group, neighbours")
+        raise ValueError(
+            f"unknown data.grouping keys {sorted(unknown)}; expected threshold, thumbnail, max_group, neighbours"
+        )
     thumbs = thumbnails(data.images, int(grouping.pop("thumbnail", DEFAULT_THUMBNAIL)))
     groups = near_duplicate_groups(thumbs, data.labels, data.hands, **grouping)
     return grouped_split(data.labels, data.hands, groups, seed=seed), groups
@@ -227,7 +229,9 @@ def write_split_csv(datamodule, path: str | Path) -> Path:
     """Writes ``datamodule``'s split (set up here if it is not yet) as split.csv; returns the path."""
     datamodule.setup("fit")
     data, path = datamodule.data, Path(path)
-    rows = split_table(data.names, data.labels, data.hands, datamodule.split_indices, getattr(datamodule, "groups", None))
+    rows = split_table(
+        data.names, data.labels, data.hands, datamodule.split_indices, getattr(datamodule, "groups", None)
+    )
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["file", "class", "hand", "split", "group"])

@@ -47,6 +47,18 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]
     return path
 
 
+KINDS = (  # (reason prefix, its name in the summary)
+    ("badly named", "badly named"), ("cannot decode", "cannot decode"), ("is ", "wrong size"),
+    ("empty file", "empty"), ("broken symbolic link", "broken link"), ("cannot be read", "unreadable"),
+    ("folder cannot be read", "unreadable folder"), ("same pixels", "same pixels under another label"),
+)  # fmt: skip
+
+
+def reason_kind(reason: str) -> str:
+    """The short kind of a bad file's reason, for the one-line summary."""
+    return next((kind for prefix, kind in KINDS if reason.startswith(prefix)), " ".join(reason.split()[:3]))
+
+
 def _listing(bad: Sequence[tuple[str, str]]) -> str:
     lines = [f"  {rel}: {reason}" for rel, reason in bad[:SHOWN]]
     if len(bad) > SHOWN:
@@ -60,7 +72,7 @@ def handle_bad_files(bad: Sequence[tuple[str, str]], on_error: str, root: Path, 
         raise BadDataError(f"data.on_error={on_error!r}: expected one of {', '.join(ON_ERROR)}")
     if not bad:
         return
-    reasons = Counter(reason.split(" (")[0].split(":")[0] for _, reason in bad)
+    reasons = Counter(reason_kind(reason) for _, reason in bad)
     summary = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
     name = "bad_files.csv" if on_error == "raise" else "skipped.csv"
     written = write_csv(report_dir / name, ("path", "reason"), bad)

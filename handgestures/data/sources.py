@@ -13,7 +13,7 @@ from pathlib import Path
 
 from handgestures.data import hand_params
 from handgestures.data import hands as hands_module
-from handgestures.data.cache import ImageSet, cache_path, load_cached, save_cached
+from handgestures.data.cache import ImageSet, cache_path, load_cached, save_cached, tidy
 from handgestures.data.fingers import load_fingers_folder
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def load_builtin_hands(
     cached = load_cached(path)
     if cached is not None:
         cached.source = source
+        tidy(path.parent, cache_max_gb, keep=path)
         return cached
     start = time.perf_counter()
     log.info("generating %d built-in hands (once: they are cached for later runs) ...", size)

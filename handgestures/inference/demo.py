@@ -29,6 +29,10 @@ STUDY_AUGMENTATION = {"rotation_range": 90, "width_shift_range": 0.2, "height_sh
                       "horizontal_flip": True, "vertical_flip": True}  # fmt: skip
 
 
+def count_label(name: str) -> str:
+    return f"{name} finger" if name == "1" else f"{name} fingers"
+
+
 class DemoModel:
     """The page's logic without the page: predictions on a file, plain and augmented."""
 
@@ -41,7 +45,7 @@ class DemoModel:
         self.generator = torch.Generator().manual_seed(int(seed or 0))
 
     def labels(self, probs: torch.Tensor) -> dict[str, float]:
-        return {f"{name} fingers": float(p) for name, p in zip(self.predictor.class_names, probs.tolist())}
+        return {count_label(name): float(p) for name, p in zip(self.predictor.class_names, probs.tolist())}
 
     def answer(self, path: str | None) -> tuple[dict[str, float], np.ndarray, dict[str, float], str]:
         """(probabilities, augmented image, its probabilities, a one-paragraph summary) for ``path``."""
@@ -63,8 +67,8 @@ class DemoModel:
                f"zoom ({p.get('zx', 1):.2f}, {p.get('zy', 1):.2f})"
                + (", flipped left-right" if p.get("flip_horizontal") else "") + (", flipped upside down" if p.get("flip_vertical") else ""))  # fmt: skip
         notices = f" ({'; '.join(decoded.notices)})" if decoded.notices else ""
-        text = (f"**{plain} fingers** (p = {float(probs[0, plain]):.3f}) on the image{notices}; "
-                f"**{aug} fingers** (p = {float(probs[1, aug]):.3f}) on it {how}.")  # fmt: skip
+        text = (f"**{count_label(str(plain))}** (p = {float(probs[0, plain]):.3f}) on the image{notices}; "
+                f"**{count_label(str(aug))}** (p = {float(probs[1, aug]):.3f}) on it {how}.")  # fmt: skip
         return self.labels(probs[0]), picture, self.labels(probs[1]), text
 
 

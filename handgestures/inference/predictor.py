@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,36 +150,43 @@ class PredictionRun:
 
 def predict_files(
     predictor: Predictor, paths: list[str], batch_size: int = 256, threads: int | None = None,
-    run: PredictionRun | None = None,
+    run: PredictionRun | None = None, prefetch: bool = True,
 ) -> Iterator[dict[str, Any]]:  # fmt: skip
     """One record per path, in order: ``fingers``, ``probability``, ``probabilities``, or ``error``.
 
     Files are decoded ``batch_size`` at a time on a thread pool, then predicted as one batch;
-    a file that cannot be read gives an ``error`` record and the others go on.
+    with ``prefetch`` the next batch is decoded while the network runs on this one. A file
+    that cannot be read gives an ``error`` record and the others go on.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     run = run if run is not None else PredictionRun()
     start = time.perf_counter()
-    for begin in range(0, len(paths), batch_size):
-        decoded = decode_many(paths[begin : begin + batch_size], threads)
-        good = [d for d in decoded if d.pixels is not None]
-        probs = predictor.probabilities(to_tensor([d.pixels for d in good])) if good else None
-        rows = iter(range(len(good)))
-        for d in decoded:
-            if d.error is not None:
-                run.failed += 1
-                yield {"file": d.path, "error": d.error}
-                continue
-            p = probs[next(rows)]
-            fingers = int(p.argmax())
-            run.images += 1
-            run.resized += any(n.startswith("resized") for n in d.notices)
-            run.counts[fingers] = run.counts.get(fingers, 0) + 1
-            run.seconds = time.perf_counter() - start
-            yield {
-                "file": d.path, "fingers": fingers, "probability": round(float(p[fingers]), 6),
-                "probabilities": {name: round(float(v), 6) for name, v in zip(predictor.class_names, p.tolist())},
-                "notices": d.notices,
-            }  # fmt: skip
+    chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    with ThreadPoolExecutor(max_workers=1) as background:
+        pending = background.submit(decode_many, chunks[0], threads) if chunks and prefetch else None
+        for k, chunk in enumerate(chunks):
+            decoded = pending.result() if pending is not None else decode_many(chunk, threads)
+            pending = (
+                background.submit(decode_many, chunks[k + 1], threads) if prefetch and k + 1 < len(chunks) else None
+            )
+            good = [d for d in decoded if d.pixels is not None]
+            probs = predictor.probabilities(to_tensor([d.pixels for d in good])).tolist() if good else []
+            rows = iter(probs)
+            for d in decoded:
+                if d.error is not None:
+                    run.failed += 1
+                    yield {"file": d.path, "error": d.error}
+                    continue
+                p = next(rows)
+                fingers = max(range(len(p)), key=p.__getitem__)
+                run.images += 1
+                run.resized += any(n.startswith("resized") for n in d.notices)
+                run.counts[fingers] = run.counts.get(fingers, 0) + 1
+                run.seconds = time.perf_counter() - start
+                yield {
+                    "file": d.path, "fingers": fingers, "probability": round(p[fingers], 6),
+                    "probabilities": {name: round(v, 6) for name, v in zip(predictor.class_names, p)},
+                    "notices": d.notices,
+                }  # fmt: skip
     run.seconds = time.perf_counter() - start

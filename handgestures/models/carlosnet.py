@@ -22,8 +22,8 @@ class CarlosNet(nn.Module):
     Max-pooling commutes with ReLU (a monotone function, and the pooled maximum is the same
     element either way), so outputs and gradients are the same bit for bit
     (tests/test_models.py checks it against the Keras order), while ReLU and its backward
-    touch 4-9x fewer values: channels_last training steps are 1.08-1.15x faster in fp32 and
-    1.02-1.03x in bf16 (``scripts/bench_carlosnet.py``). The layer indices,
+    touch 4-9x fewer values, which makes training steps faster
+    (``benchmarks/carlosnet.py``). The layer indices,
     hence checkpoint keys, are those of the Keras order (ReLU and pooling hold no weights).
 
     With ``fused=True`` (the default) the first convolution and its max-pool run on the CPU
@@ -31,8 +31,8 @@ class CarlosNet(nn.Module):
     same function, up to the order of float additions, with MaxPool2d's tie-breaking (tested
     in tests/test_fused.py), and the network reads only the 122x122 input pixels that reach
     its output (:meth:`_used_extent`; the others are dropped by flooring pools). Whole
-    training steps (``scripts/bench_carlosnet.py``) are 1.94x as fast in bf16 channels_last
-    (the default on a CPU with native bf16), 1.34x in fp32 channels_last, 1.91-1.96x in NCHW.
+    training steps are much faster so (``benchmarks/carlosnet.py``; figures in
+    docs/performance.md).
     The layers run one by one, over the whole input, instead off the CPU, when the input
     needs a gradient (saliency maps), and when a hook watches the block.
 

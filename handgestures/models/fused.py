@@ -2,9 +2,8 @@
 
 CarlosNet's first block (a 3x3 convolution from 1 to 4 channels on 128x128 images, then a
 3x3/3 max-pool) is a poor fit for oneDNN's convolution and pooling kernels: with one input
-and four output channels neither vectorises well. Per batch of 32 on a 2-core CPU
-(``scripts/bench_carlosnet.py``, forward + backward, channels_last) the pair took 2.8 + 3.0
-ms in fp32 and 3.2 + 5.4 ms in bf16, most of a 10 ms training step.
+and four output channels neither vectorises well, and the pair took most of a training step
+(``benchmarks/carlosnet.py``; figures in docs/performance.md).
 :func:`conv_maxpool2d` computes the same thing differently:
 
 1. every pooling window's input patch (``k + p - 1`` pixels square) is copied out once, into
@@ -19,10 +18,9 @@ ms in fp32 and 3.2 + 5.4 ms in bf16, most of a 10 ms training step.
 
 Keeping the batch outermost matters: the same computation as one unbatched product, with
 the batch inside the columns, left the max on one thread and the weight gradient as one
-product with a 56,448-long inner dimension. ``scripts/bench_carlosnet.py`` measured whole
-CarlosNet training steps at 1.43x the unfused model's speed that way and 1.66x batched
-(bf16, channels_last; fp32: 1.01x and 1.14x); 1.94x (fp32: 1.34x) with the single autograd
-node below and CarlosNet reading only the input rows that reach its output.
+product with a 56,448-long inner dimension, both slower (``benchmarks/carlosnet.py``); the
+single autograd node below, with CarlosNet reading only the input rows that reach its
+output, is faster still (docs/performance.md).
 
 Tie-breaking is MaxPool2d's: the first maximum in row-major window order wins and receives
 the gradient. The block is one autograd node with its own backward: it scatters the pooled

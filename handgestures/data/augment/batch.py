@@ -55,9 +55,7 @@ class KerasAugmentation:
 
     def sample(self, n: int, image_size: tuple[int, int], generator: torch.Generator | None = None) -> dict:
         """``n`` parameter sets; from the training generator unless ``generator`` is given."""
-        return sample_keras_params(
-            n, image_size=image_size, generator=generator or self.generator, **self.keras_params
-        )
+        return sample_keras_params(n, image_size=image_size, generator=generator or self.generator, **self.keras_params)
 
     def fixed_views(self, n: int, image_size: tuple[int, int], seed: int) -> dict[str, torch.Tensor]:
         """Parameters of a fixed augmented view: the same ``n`` draws for the same ``seed``."""

@@ -167,7 +167,7 @@ def _flip_copy(images: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
 
 
 def _grid(mat: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``F.affine_grid(mat, align_corners=True)``, about 6x faster on CPU.
+    """``F.affine_grid(mat, align_corners=True)``, computed faster on CPU (docs/performance.md).
 
     ``affine_grid`` fills an (N, H, W, 3) base grid and multiplies it by ``mat`` with a
     K=3 ``bmm``, which costs more than the ``grid_sample`` that follows. Here each
@@ -195,7 +195,7 @@ def _warp(images: torch.Tensor, mat: torch.Tensor, fill_mode: str, cval: float) 
     mat = mat.to(device=images.device, dtype=images.dtype)
     n, _, height, width = images.shape
     # On CPU, warp a few images at a time (about 32 of 128x128) so that the grid, the
-    # input and the output stay in cache: 2-3x faster than one pass at batch 256.
+    # input and the output stay in cache: faster than one pass over a large batch.
     step = n if images.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (height * width))
     if step >= n:
         return _warp_chunk(images, mat, fill_mode, cval)

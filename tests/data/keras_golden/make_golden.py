@@ -1,6 +1,6 @@
-"""Pack the Keras goldens of ``shared/keras_golden`` into ``golden.pt.xz`` (numpy-free tests).
+"""Pack a folder of Keras goldens (``.npy`` files and params.json) into ``golden.pt.xz`` (numpy-free tests).
 
-The shared folder holds 4.7 MB of ``.npy`` files; this writes one lossless,
+The goldens' folder holds 4.7 MB of ``.npy`` files; this writes one lossless,
 lzma-compressed ``torch.save`` archive (about 1.7 MB) that the tests read with
 ``torch.load`` only:
 
@@ -19,7 +19,7 @@ lzma-compressed ``torch.save`` archive (about 1.7 MB) that the tests read with
 Run from the repository root (numpy and torch needed; SciPy optional), e.g.::
 
     PYTHONPATH=<a site-packages with scipy> .venv/bin/python tests/data/keras_golden/make_golden.py \
-        /work/shared/keras_golden
+        PATH/TO/keras_golden
 """
 
 from __future__ import annotations
@@ -136,4 +136,6 @@ def main(src: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/keras_golden"))
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_golden.py KERAS_GOLDEN_FOLDER")
+    main(Path(sys.argv[1]))
