@@ -48,7 +48,7 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     start = started_at if started_at is not None and _jobs_run == 0 else time.perf_counter()
     _jobs_run += 1
     try:
-        validate_config(cfg)  # before any data is read: a bad key costs a second, not a run
+        validate_config(cfg, record_to=hydra_cfg.runtime.output_dir)  # before any data is read
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
         folder = Path(cfg.paths.output_dir)

@@ -17,6 +17,7 @@ import inspect
 import math
 import numbers
 import os
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -288,8 +289,27 @@ def _check_trainer(c: _Checker) -> None:
                 "null, a number of batches >= 0, or a fraction in [0, 1]")  # fmt: skip
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise one :class:`UserError` listing every problem of ``cfg``; return None when it is sound."""
+def validate_config(cfg: DictConfig, record_to: str | os.PathLike | None = None) -> None:
+    """Raise one :class:`UserError` listing every problem of ``cfg``; return None when it is sound.
+
+    ``record_to``: a run folder where a refusal is also written as failed.json, so that a
+    sweep counts the job as failed and its summary names it (not in a folder that holds
+    another run's metrics.json: a refused config changes nothing there).
+    """
+    try:
+        _validate(cfg)
+    except UserError as err:
+        from handgestures import run_record as rr
+
+        # never beside another run's results: a refused config changes nothing there
+        if record_to is not None and not (Path(record_to) / rr.METRICS_FILE).exists():
+            Path(record_to).mkdir(parents=True, exist_ok=True)
+            trace = "".join(traceback.format_exception(err))
+            rr.write_json(Path(record_to) / rr.FAILED_FILE, {"error": str(err), "traceback": trace})
+        raise
+
+
+def _validate(cfg: DictConfig) -> None:
     c = _Checker(cfg)
     _check_keys(c)
     c.integer("epochs", 1, optional=False)
@@ -305,6 +325,8 @@ def validate_config(cfg: DictConfig) -> None:
     c.check("model.num_classes", lambda v: v == 6, "6 (0 to 5 raised fingers)")
     _check_data(c)
     _check_trainer(c)
+    if len(c.problems) == 1:  # one line, so that a sweep's summary of failed jobs shows it whole
+        raise UserError(f"invalid configuration: {c.problems[0]}")
     if c.problems:
         lines = "\n".join(f"  - {p}" for p in c.problems)
-        raise UserError(f"invalid configuration ({len(c.problems)} problem{'s' * (len(c.problems) > 1)}):\n{lines}")
+        raise UserError(f"invalid configuration ({len(c.problems)} problems):\n{lines}")

@@ -135,6 +135,19 @@ def test_overwrite_deletes_old_results_so_a_failed_rerun_leaves_no_old_metrics(t
     assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
 
 
+def test_overwrite_then_a_data_failure_leaves_no_old_results(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "metrics.json").write_text('{"status": "done", "metrics": {"test/acc": 0.99}}')
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"old")
+    no_images = tmp_path / "no_images"  # passes the config checks, fails while loading
+    no_images.mkdir()
+    out = python([*QUICK, "overwrite=true", f"data.root={no_images}", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert out.returncode == 1
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "checkpoints").exists()
+    assert str(no_images) in strict_json(run_dir / "failed.json")["error"]
+
+
 def test_prepare_folder_rules(tmp_path):
     prepare_folder(tmp_path, resume=False, overwrite=False)  # empty: fine
     (tmp_path / "epochs.csv").write_text("epoch\n1\n")
