@@ -205,6 +205,7 @@ def distributed_batches(batches: Any, trainer: Any | None, train: bool) -> Any:
         return DistributedTrainBatches(batches, world, rank)
     return UnpaddedDistributedBatchSampler(len(batches.sampler), batches.batch_size, world, rank)
 
+
 def follow_rank_zero(cfg: Any) -> dict[str, float]:
     """What a DDP process other than the first runs instead of ``train``: the same collective steps.
 
