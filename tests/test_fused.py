@@ -56,8 +56,11 @@ def test_random_values_match_in_fp32(case):
     grad_out = torch.randn((batch, c_out, (h - k + 1) // p, (w - k + 1) // p), generator=g)
     ref = grads(lambda *a: reference(*a, p), x, weight, bias, grad_out)
     got = grads(lambda *a: conv_maxpool2d(*a, p), x, weight, bias, grad_out)
-    for a, b in zip(got, ref):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-5)
+    # weight and bias gradients are sums over every output position, in another order than
+    # oneDNN's (which also depends on the thread count): fp32 rounding grows with the sum
+    for a, b in zip(got[1:], ref[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
 
 
 def test_bf16_autocast_computes_in_bf16():
