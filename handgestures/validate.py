@@ -305,7 +305,9 @@ def validate_config(cfg: DictConfig, record_to: str | os.PathLike | None = None)
         if record_to is not None and not (Path(record_to) / rr.METRICS_FILE).exists():
             Path(record_to).mkdir(parents=True, exist_ok=True)
             trace = "".join(traceback.format_exception(err))
-            rr.write_json(Path(record_to) / rr.FAILED_FILE, {"error": str(err), "traceback": trace})
+            rr.write_json(
+                Path(record_to) / rr.FAILED_FILE, {"error": f"{type(err).__name__}: {err}", "traceback": trace}
+            )
         raise
 
 
