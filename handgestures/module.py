@@ -69,7 +69,9 @@ class HandGestureClassifier(L.LightningModule):
         self.val_loss = MeanMetric()  # a metric object, so that DDP reduces it over every image once
         self.eval_names = list(eval_names)
         # ModuleDict keys may not shadow Module attributes ("train"), hence the "set_" prefix
-        self.eval_acc = nn.ModuleDict({f"set_{k}": MulticlassAccuracy(num_classes, average="micro") for k in eval_names})
+        self.eval_acc = nn.ModuleDict(
+            {f"set_{k}": MulticlassAccuracy(num_classes, average="micro") for k in eval_names}
+        )
         self.eval_loss = nn.ModuleDict({f"set_{k}": MeanMetric() for k in eval_names})
         self.eval_confusion = nn.ModuleDict({f"set_{k}": MulticlassConfusionMatrix(num_classes) for k in eval_names})
         self.confusion: dict[str, torch.Tensor] = {}

@@ -34,7 +34,6 @@ from handgestures.study import BATCH_LIMITS, DATASETS, MODELS, limited, recipe_d
 RUN_NAME = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<data>[a-z0-9_]+)-seed(?P<seed>\d+)")
 
 
-
 @dataclass
 class Run:
     folder: Path

@@ -28,8 +28,12 @@ GOLDEN_FILE = Path(__file__).parent / "data" / "keras_golden" / "golden.pt.xz"
 VARIANTS = {"keras2": "kp112", "keras3": "k3"}
 ATOL = 1e-4  # on the 0..1 scale, float32 (docs/keras-augmentation.md §5)
 PROJECT_CFG = dict(
-    rotation_range=90, width_shift_range=0.2, height_shift_range=0.2, zoom_range=0.2,
-    horizontal_flip=True, vertical_flip=True,
+    rotation_range=90,
+    width_shift_range=0.2,
+    height_shift_range=0.2,
+    zoom_range=0.2,
+    horizontal_flip=True,
+    vertical_flip=True,
 )
 
 #: largest |error| seen per (variant, check), printed at module teardown (pytest -s)
@@ -166,10 +170,11 @@ def _keras_matrix(p: dict, h: int, w: int, variant: str) -> list[list[float]]:
 
     th, s = math.radians(p["theta"]), math.radians(p["shear"])
     m = mul(
-        mul([[math.cos(th), -math.sin(th), 0], [math.sin(th), math.cos(th), 0], [0, 0, 1]],
-            [[1, 0, p["tx"]], [0, 1, p["ty"]], [0, 0, 1]]),
-        mul([[1, -math.sin(s), 0], [0, math.cos(s), 0], [0, 0, 1]],
-            [[p["zx"], 0, 0], [0, p["zy"], 0], [0, 0, 1]]),
+        mul(
+            [[math.cos(th), -math.sin(th), 0], [math.sin(th), math.cos(th), 0], [0, 0, 1]],
+            [[1, 0, p["tx"]], [0, 1, p["ty"]], [0, 0, 1]],
+        ),
+        mul([[1, -math.sin(s), 0], [0, math.cos(s), 0], [0, 0, 1]], [[p["zx"], 0, 0], [0, p["zy"], 0], [0, 0, 1]]),
     )
     o = (h / 2 + 0.5, w / 2 + 0.5) if variant == "keras2" else (h / 2 - 0.5, w / 2 - 0.5)
     m = mul(mul([[1, 0, o[0]], [0, 1, o[1]], [0, 0, 1]], m), [[1, 0, -o[0]], [0, 1, -o[1]], [0, 0, 1]])
@@ -198,8 +203,9 @@ def _reference(img: torch.Tensor, p: dict, variant: str, fill_mode: str = "neare
             y, x = min(max(y, 0.0), h - 1.0), min(max(x, 0.0), w - 1.0)
             y0, x0 = min(int(math.floor(y)), h - 2), min(int(math.floor(x)), w - 2)
             fy, fx = y - y0, x - x0
-            out[r, c] = ((1 - fy) * ((1 - fx) * a[y0][x0] + fx * a[y0][x0 + 1])
-                         + fy * ((1 - fx) * a[y0 + 1][x0] + fx * a[y0 + 1][x0 + 1]))
+            out[r, c] = (1 - fy) * ((1 - fx) * a[y0][x0] + fx * a[y0][x0 + 1]) + fy * (
+                (1 - fx) * a[y0 + 1][x0] + fx * a[y0 + 1][x0 + 1]
+            )
     if p["flip_horizontal"]:
         out = out.flip(1)
     if p["flip_vertical"]:
@@ -249,9 +255,18 @@ def test_random_params_vs_reference(variant, fill_mode):
     h, w = 9, 14
     n = 6
     imgs = torch.rand(n, 1, h, w, generator=gen, dtype=torch.float64)
-    params = sample_keras_params(n, (h, w), rotation_range=180, width_shift_range=0.3, height_shift_range=0.3,
-                                 shear_range=25, zoom_range=(0.6, 1.4), horizontal_flip=True,
-                                 vertical_flip=True, generator=gen)
+    params = sample_keras_params(
+        n,
+        (h, w),
+        rotation_range=180,
+        width_shift_range=0.3,
+        height_shift_range=0.3,
+        shear_range=25,
+        zoom_range=(0.6, 1.4),
+        horizontal_flip=True,
+        vertical_flip=True,
+        generator=gen,
+    )
     cval = 0.37
     for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
         out = apply_keras_transform(imgs.to(dtype), params, semantics=variant, fill_mode=fill_mode, cval=cval)
@@ -283,8 +298,13 @@ def test_sampler_statistics_project_config():
     assert set(p) == set(PARAM_NAMES)
     assert all(v.shape == (n,) for v in p.values())
     ks_crit = 1.95 / math.sqrt(n) * 1.5  # well beyond the 0.1% critical value
-    for name, lo, hi in (("theta", -90, 90), ("tx", -0.2 * h, 0.2 * h), ("ty", -0.2 * w, 0.2 * w),
-                         ("zx", 0.8, 1.2), ("zy", 0.8, 1.2)):
+    for name, lo, hi in (
+        ("theta", -90, 90),
+        ("tx", -0.2 * h, 0.2 * h),
+        ("ty", -0.2 * w, 0.2 * w),
+        ("zx", 0.8, 1.2),
+        ("zy", 0.8, 1.2),
+    ):
         v = p[name]
         assert v.dtype == torch.float64
         assert v.min() >= lo and v.max() < hi, name
@@ -377,8 +397,12 @@ def test_transform_per_image_params_and_determinism():
 def test_identity_is_exact_copy():
     x = _rand_images(4, 1, 17, 23)
     assert torch.equal(apply_keras_transform(x, {}), x)
-    ident = {"theta": torch.zeros(4), "zx": torch.ones(4), "flip_horizontal": torch.tensor([0, 1, 0, 1]),
-             "flip_vertical": torch.tensor([0, 0, 1, 1])}
+    ident = {
+        "theta": torch.zeros(4),
+        "zx": torch.ones(4),
+        "flip_horizontal": torch.tensor([0, 1, 0, 1]),
+        "flip_vertical": torch.tensor([0, 0, 1, 1]),
+    }
     out = apply_keras_transform(x, ident)
     expected = torch.stack([x[0], x[1].flip(-1), x[2].flip(-2), x[3].flip(-1).flip(-2)])
     assert torch.equal(out, expected)
@@ -387,8 +411,7 @@ def test_identity_is_exact_copy():
     mixed = {"theta": torch.tensor([0.0, 30.0, 0.0, -12.0]), "flip_horizontal": torch.tensor([1, 0, 0, 1])}
     out = apply_keras_transform(x, mixed, fill_mode="constant", cval=0.5)
     assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[2], x[2])
-    alone = apply_keras_transform(x[[1, 3]], {k: v[[1, 3]] for k, v in mixed.items()},
-                                  fill_mode="constant", cval=0.5)
+    alone = apply_keras_transform(x[[1, 3]], {k: v[[1, 3]] for k, v in mixed.items()}, fill_mode="constant", cval=0.5)
     assert torch.allclose(out[[1, 3]], alone, atol=1e-6, rtol=0)
 
 
@@ -430,8 +453,8 @@ def test_augmentation_grid():
     assert grid.shape == (3, pad + 3 * (24 + pad), pad + 6 * (20 + pad))
     assert grid.min() >= 0 and grid.max() <= 1
     # first tile of each row is the original image
-    assert torch.equal(grid[0, pad:pad + 24, pad:pad + 20], x[0, 0])
-    assert torch.equal(grid[1, 2 * pad + 24:2 * pad + 48, pad:pad + 20], x[1, 0])
+    assert torch.equal(grid[0, pad : pad + 24, pad : pad + 20], x[0, 0])
+    assert torch.equal(grid[1, 2 * pad + 24 : 2 * pad + 48, pad : pad + 20], x[1, 0])
     assert make_augmentation_grid(x, KerasRandomAffine(seed=0), n_augmented=0).shape[-1] == 20 + 2 * pad
     assert "rotation_range=90" in repr(KerasRandomAffine(**PROJECT_CFG, seed=0))
 
@@ -444,12 +467,14 @@ def test_cuda_matches_cpu():
         gpu = KerasRandomAffine(**PROJECT_CFG, semantics=variant, seed=9)(x.cuda())
         assert gpu.device.type == "cuda"
         assert (gpu.cpu() - cpu).abs().max().item() <= 1e-4
-        p = sample_keras_params(64, (128, 128), **PROJECT_CFG, generator=torch.Generator().manual_seed(2),
-                                device="cuda")
+        p = sample_keras_params(
+            64, (128, 128), **PROJECT_CFG, generator=torch.Generator().manual_seed(2), device="cuda"
+        )
         assert p["theta"].device.type == "cuda"
         out = apply_keras_transform(x.cuda(), p, semantics=variant, fill_mode="constant", cval=0.25)
-        ref = apply_keras_transform(x, {k: v.cpu() for k, v in p.items()}, semantics=variant,
-                                    fill_mode="constant", cval=0.25)
+        ref = apply_keras_transform(
+            x, {k: v.cpu() for k, v in p.items()}, semantics=variant, fill_mode="constant", cval=0.25
+        )
         assert (out.cpu() - ref).abs().max().item() <= 1e-4
     img = golden()["inputs"]["sq128"].cuda()[None, None] / 255
     out = apply_keras_transform(img, _params(["combo2"]), semantics="keras2")

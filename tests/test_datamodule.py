@@ -38,7 +38,6 @@ def test_batches_like_keras_fit(tmp_path):
     epoch2 = torch.cat([b["label"] for b in loader])
     assert sorted(epoch1.tolist()) == sorted(epoch2.tolist()) == sorted(dm.splits["train"].labels.tolist())
 
-
     def order(epoch, loader=loader):
         loader.sampler.set_epoch(epoch)  # as Lightning does before every epoch
         return torch.cat([dm.splits["train"].indices[torch.as_tensor(s)] for s in loader.sampler])

@@ -85,7 +85,9 @@ def test_second_load_decodes_nothing(tmp_path, monkeypatch):
     assert path.stat().st_size == st.st_size
     third = load_fingers_folder(root, cache_dir=tmp_path / "cache")
     assert len(calls) == len(first)
-    assert torch.equal(third.images[0, 0], torch.from_numpy(changed)) and torch.equal(third.images[1:], first.images[1:])
+    assert torch.equal(third.images[0, 0], torch.from_numpy(changed)) and torch.equal(
+        third.images[1:], first.images[1:]
+    )
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path):

@@ -149,7 +149,8 @@ def test_report_mentions_slides_and_lists_runs(sweep):
     header, *per_run = md_rows(report, "Runs")
     assert header[:6] == ["model", "data", "seed", "status", "data source", "precision"]
     assert sorted(tuple(cells[:6]) for cells in per_run) == sorted(
-        (m, d, "0", "done", "built-in hands (240)", resolve_precision("auto")) for m in MODELS for d in DATASETS)
+        (m, d, "0", "done", "built-in hands (240)", resolve_precision("auto")) for m in MODELS for d in DATASETS
+    )
     # tiny runs on the built-in hands: every one marked, and the report says so up front
     assert all(cells[header.index("comparable with the slides")].startswith("**no**") for cells in per_run)
     assert "**Not comparable with the slides: 4 of 4 runs**" in report

@@ -53,7 +53,7 @@ def test_sweep_runs_every_job_then_lists_the_failed_and_exits_1(half_failed):
     assert "#1 : data.root=/nonexistent/folder" in out.stderr + out.stdout  # the second job was launched
     assert "the sweep goes on" in out.stderr + out.stdout
     failed = [f for f in job_folders(sweep_dir) if (f / "failed.json").is_file()]
-    summary = out.stderr[out.stderr.index("1 of 2 jobs of the sweep failed"):]
+    summary = out.stderr[out.stderr.index("1 of 2 jobs of the sweep failed") :]
     assert f"  {failed[0].name}: UserError: invalid configuration" in summary and MISSING in summary
     assert not any(f"  {f.name}:" in summary for f in job_folders(sweep_dir) if f not in failed)
 

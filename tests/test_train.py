@@ -24,7 +24,9 @@ def read_events(folder):
 def learned_run(tmp_path_factory):
     """CarlosNet on 1,200 built-in hands; a higher learning rate and momentum so a few epochs suffice."""
     out = tmp_path_factory.mktemp("learned")
-    cfg = compose_train(TINY + ["data.builtin_size=1200", "epochs=6", "optimizer.lr=0.05", "optimizer.momentum=0.9", "logger=none"], out)
+    cfg = compose_train(
+        TINY + ["data.builtin_size=1200", "epochs=6", "optimizer.lr=0.05", "optimizer.momentum=0.9", "logger=none"], out
+    )
     return out, train(cfg)
 
 

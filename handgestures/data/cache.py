@@ -198,5 +198,11 @@ def load_cached(path: Path) -> ImageSet | None:
 
 
 def save_cached(path: Path, data: ImageSet, max_gb: float | None = None) -> bool:
-    blob = {"images": data.images, "labels": data.labels, "hands": data.hands, "names": data.names, "source": data.source}
+    blob = {
+        "images": data.images,
+        "labels": data.labels,
+        "hands": data.hands,
+        "names": data.names,
+        "source": data.source,
+    }
     return save_entry(path, blob, max_gb)

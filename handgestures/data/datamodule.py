@@ -40,7 +40,6 @@ from handgestures.runtime import back_with_huge_pages
 log = logging.getLogger(__name__)
 
 
-
 class IndexedImages(Dataset):
     """Images of one split, fetched a whole batch of indices at a time.
 
@@ -130,7 +129,9 @@ class FingersDataModule(L.LightningDataModule):
             raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {split!r}")
         self.split, self.grouping, self.groups = split, dict(grouping or {}), None
         if root == "":
-            raise ValueError("root is empty (an unset variable?): give a folder of Fingers PNGs, or None for the built-in hands")
+            raise ValueError(
+                "root is empty (an unset variable?): give a folder of Fingers PNGs, or None for the built-in hands"
+            )
         self.root = os.path.expanduser(root) if root is not None else None
         self.on_error, self.report_dir, self.cache_max_gb = on_error, report_dir, cache_max_gb
         self.cache_dir = cache_dir

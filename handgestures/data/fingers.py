@@ -32,7 +32,15 @@ from handgestures.data.scan import EXPECTED_NAME, NAME_PATTERN, FileRecord, pars
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXPECTED_NAME", "NAME_PATTERN", "decode_png", "fingerprint", "list_images", "load_fingers_folder", "parse_name"]
+__all__ = [
+    "EXPECTED_NAME",
+    "NAME_PATTERN",
+    "decode_png",
+    "fingerprint",
+    "list_images",
+    "load_fingers_folder",
+    "parse_name",
+]
 CACHE_FORMAT = 2  # bump when the decoded layout changes
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PNG's 16-bit grey opens as I;16 (I in old Pillow)
 
@@ -77,7 +85,9 @@ def decode_png(path: Path, image_size: int) -> np.ndarray:
                 raise ValueError(f"is {img.size[0]}x{img.size[1]}, expected {image_size}x{image_size}")
             array = to_gray8(img)
     except ValueError as err:
-        raise ValueError(f"image {str(path)!r} {err}" if str(err).startswith("is ") else f"image {str(path)!r}: {err}") from err
+        raise ValueError(
+            f"image {str(path)!r} {err}" if str(err).startswith("is ") else f"image {str(path)!r}: {err}"
+        ) from err
     except Exception as err:  # truncated, not an image, decompression bomb, ...
         raise ValueError(f"cannot decode image {str(path)!r}: {type(err).__name__}: {err}") from err
     return array
@@ -87,7 +97,7 @@ def _reason(err: ValueError, path: Path) -> str:
     text = str(err)
     for prefix in (f"image {str(path)!r}: ", f"image {str(path)!r} ", f"cannot decode image {str(path)!r}: "):
         if text.startswith(prefix):
-            return ("cannot decode: " if prefix.startswith("cannot") else "") + text[len(prefix):]
+            return ("cannot decode: " if prefix.startswith("cannot") else "") + text[len(prefix) :]
     return text
 
 

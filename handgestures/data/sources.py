@@ -74,7 +74,9 @@ def load_images(
     (:func:`~handgestures.data.fingers.load_fingers_folder`); ``cache_max_gb``: the cache's size limit.
     """
     if root == "":
-        raise ValueError("data.root is empty (an unset variable?): give a folder of Fingers PNGs, or null for the built-in hands")
+        raise ValueError(
+            "data.root is empty (an unset variable?): give a folder of Fingers PNGs, or null for the built-in hands"
+        )
     if root is not None:
         return load_fingers_folder(root, cache_dir, image_size, on_error, report_dir, cache_max_gb)
     return load_builtin_hands(builtin_size, builtin_seed, image_size, cache_dir, cache_max_gb)

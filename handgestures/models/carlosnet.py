@@ -44,9 +44,15 @@ class CarlosNet(nn.Module):
         super().__init__()
         self.fused = fused
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 4, 3), nn.MaxPool2d(3), nn.ReLU(),  # 4x126x126 -> 4x42x42
-            nn.Conv2d(4, 8, 5), nn.MaxPool2d(3), nn.ReLU(),  # 8x38x38 -> 8x12x12
-            nn.Conv2d(8, 16, 7), nn.MaxPool2d(2), nn.ReLU(),  # 16x6x6 -> 16x3x3
+            nn.Conv2d(in_channels, 4, 3),
+            nn.MaxPool2d(3),
+            nn.ReLU(),  # 4x126x126 -> 4x42x42
+            nn.Conv2d(4, 8, 5),
+            nn.MaxPool2d(3),
+            nn.ReLU(),  # 8x38x38 -> 8x12x12
+            nn.Conv2d(8, 16, 7),
+            nn.MaxPool2d(2),
+            nn.ReLU(),  # 16x6x6 -> 16x3x3
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(16 * 3 * 3, num_classes))
         keras_init_(self)
@@ -59,7 +65,11 @@ class CarlosNet(nn.Module):
         channels_last = after.is_contiguous(memory_format=torch.channels_last) and not after.is_contiguous()
         rows, cols = (self._used_extent(n) for n in x.shape[-2:])
         h = conv_maxpool2d(
-            x[..., :rows, :cols], conv.weight, conv.bias, 3, torch.channels_last if channels_last else torch.contiguous_format
+            x[..., :rows, :cols],
+            conv.weight,
+            conv.bias,
+            3,
+            torch.channels_last if channels_last else torch.contiguous_format,
         )
         for layer in (relu, *rest):
             h = layer(h)

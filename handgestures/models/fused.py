@@ -87,9 +87,9 @@ class _ConvMaxPool(torch.autograd.Function):
         kernel[target] = weight.reshape(-1)[source].to(dtype)
         x = x.to(dtype)
         sb, sc, sh, sw = x.stride()
-        patches = x.as_strided(
-            (batch, c_in, win, win, out_h, out_w), (sb, sc, sh, sw, pool * sh, pool * sw)
-        ).reshape(batch, m, out_h * out_w)
+        patches = x.as_strided((batch, c_in, win, win, out_h, out_w), (sb, sc, sh, sw, pool * sh, pool * sw)).reshape(
+            batch, m, out_h * out_w
+        )
         # (B, pool^2 * c_out, out_h * out_w), window position outermost in each image: a
         # batched product (the kernel gradient is one too, summed over the batch).
         # torch.matmul would fold the batch into one product instead, and copy its input.
@@ -128,7 +128,9 @@ class _ConvMaxPool(torch.autograd.Function):
             full = torch.zeros((batch, pool * pool, size), dtype=bits, device=grad.device)
             full = full.scatter_(1, index, grad.view(batch, 1, size).view(bits)).view(patches.dtype)
             rows = pool * pool * c_out
-            kernel_grad = torch.bmm(full.view(batch, rows, size // c_out), patches.transpose(1, 2)).sum(0, dtype=torch.float32)
+            kernel_grad = torch.bmm(full.view(batch, rows, size // c_out), patches.transpose(1, 2)).sum(
+                0, dtype=torch.float32
+            )
             source, target = (t.to(grad.device) for t in _placement(c_out, c_in, k, pool))
             grad_weight = torch.zeros(c_out * c_in * k * k, dtype=torch.float32, device=grad.device)
             grad_weight.index_add_(0, source, kernel_grad.view(-1)[target])
@@ -160,9 +162,13 @@ def conv_maxpool2d(
     is laid out in ``memory_format`` (``torch.channels_last`` or ``torch.contiguous_format``).
     """
     if x.requires_grad:
-        raise ValueError("conv_maxpool2d gives no gradient to its input; use conv2d + max_pool2d for x that requires one")
+        raise ValueError(
+            "conv_maxpool2d gives no gradient to its input; use conv2d + max_pool2d for x that requires one"
+        )
     if x.dim() != 4 or weight.dim() != 4 or weight.shape[1] != x.shape[1] or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"expected x (B, C, H, W) and a square kernel (C_out, C, k, k), got {tuple(x.shape)} and {tuple(weight.shape)}")
+        raise ValueError(
+            f"expected x (B, C, H, W) and a square kernel (C_out, C, k, k), got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
     batch, c_in, height, width = x.shape
     c_out, _, k, _ = weight.shape
     out_h, out_w = (height - k + 1) // pool, (width - k + 1) // pool

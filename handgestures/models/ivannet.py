@@ -24,14 +24,23 @@ class IvanNet(nn.Module):
     def __init__(self, num_classes: int = 6, in_channels: int = 1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *_conv(in_channels, 20, 5), *_conv(20, 20, 5), nn.MaxPool2d(2),  # 20x60x60
-            *_conv(20, 40, 3), *_conv(40, 40, 3), nn.MaxPool2d(2),  # 40x28x28
-            *_conv(40, 80, 3), *_conv(80, 80, 3), *_conv(80, 80, 3), nn.MaxPool2d(2),  # 80x11x11
+            *_conv(in_channels, 20, 5),
+            *_conv(20, 20, 5),
+            nn.MaxPool2d(2),  # 20x60x60
+            *_conv(20, 40, 3),
+            *_conv(40, 40, 3),
+            nn.MaxPool2d(2),  # 40x28x28
+            *_conv(40, 80, 3),
+            *_conv(80, 80, 3),
+            *_conv(80, 80, 3),
+            nn.MaxPool2d(2),  # 80x11x11
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(80 * 11 * 11, 600), nn.ReLU(),
-            nn.Linear(600, 300), nn.ReLU(),
+            nn.Linear(80 * 11 * 11, 600),
+            nn.ReLU(),
+            nn.Linear(600, 300),
+            nn.ReLU(),
             nn.Linear(300, num_classes),
         )
         keras_init_(self)

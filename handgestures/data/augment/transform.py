@@ -160,7 +160,6 @@ class KerasRandomAffine(v2.Transform):
         return ", ".join(parts)
 
 
-
 # --------------------------------------------------------------------- inspection
 
 

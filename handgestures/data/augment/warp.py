@@ -46,8 +46,6 @@ def _check_fill(fill_mode: Any, cval: Any) -> float:
     return float(cval)
 
 
-
-
 def _param_tensor(
     name: str, value: Any, batch: int, device: torch.device | None, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
@@ -65,7 +63,9 @@ def _param_tensor(
     if t.ndim == 0:
         t = t.expand(batch)
     elif t.shape != (batch,):
-        raise ValueError(f"params[{name!r}] has shape {tuple(t.shape)}; expected ({batch},) (one value per image) or a scalar")
+        raise ValueError(
+            f"params[{name!r}] has shape {tuple(t.shape)}; expected ({batch},) (one value per image) or a scalar"
+        )
     if t.is_complex():
         raise ValueError(f"params[{name!r}] has dtype {t.dtype}; expected a real or bool tensor")
     return t
@@ -147,11 +147,15 @@ def _sampling_matrices(
 
     flips = [params.get(n) for n in ("flip_horizontal", "flip_vertical")]
     if any(v is not None for v in flips):
-        flags = torch.stack([
-            torch.zeros(batch, dtype=torch.bool, device=device) if v is None
-            else _param_tensor(n, v, batch, device).to(device=device) != 0
-            for n, v in zip(("flip_horizontal", "flip_vertical"), flips, strict=True)
-        ], dim=1)  # (B, 2)
+        flags = torch.stack(
+            [
+                torch.zeros(batch, dtype=torch.bool, device=device)
+                if v is None
+                else _param_tensor(n, v, batch, device).to(device=device) != 0
+                for n, v in zip(("flip_horizontal", "flip_vertical"), flips, strict=True)
+            ],
+            dim=1,
+        )  # (B, 2)
         sign = torch.ones(batch, 1, 3, dtype=torch.float64, device=device)
         sign[:, 0, :2] = 1.0 - 2.0 * flags.to(torch.float64)
         mat = mat * sign  # column 0 scales output x (flip_horizontal), column 1 output y
@@ -199,9 +203,7 @@ def _warp(images: torch.Tensor, mat: torch.Tensor, fill_mode: str, cval: float) 
     step = n if images.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (height * width))
     if step >= n:
         return _warp_chunk(images, mat, fill_mode, cval)
-    return torch.cat([
-        _warp_chunk(images[i:i + step], mat[i:i + step], fill_mode, cval) for i in range(0, n, step)
-    ])
+    return torch.cat([_warp_chunk(images[i : i + step], mat[i : i + step], fill_mode, cval) for i in range(0, n, step)])
 
 
 def apply_keras_transform(

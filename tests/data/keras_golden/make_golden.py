@@ -62,8 +62,9 @@ def scipy_constant(x: np.ndarray, p: dict, variant: str) -> tuple[np.ndarray, fl
 
     h, w = x.shape
     m = keras_matrix(p, h, w, variant)
-    out = ndimage.affine_transform(x.astype(np.float64), m[:2, :2], m[:2, 2], order=1,
-                                   mode="constant", cval=CONSTANT_CVAL)
+    out = ndimage.affine_transform(
+        x.astype(np.float64), m[:2, :2], m[:2, 2], order=1, mode="constant", cval=CONSTANT_CVAL
+    )
     coords = m[:2, :2] @ np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij")).reshape(2, -1)
     coords = coords + m[:2, 2:]
     lim = np.array([h - 1, w - 1])[:, None]
@@ -92,8 +93,12 @@ def scipy_nearest_check(x: np.ndarray, p: dict, variant: str, golden: np.ndarray
 def main(src: Path) -> None:
     params = json.loads((src / "params.json").read_text())
     inputs = {name: np.load(src / "inputs" / f"{name}.npy")[..., 0] for name in params["images"]}
-    archive: dict = {"params": params, "inputs": {k: torch.from_numpy(v.copy()) for k, v in inputs.items()},
-                     "outputs": {}, "rescaled": {}}
+    archive: dict = {
+        "params": params,
+        "inputs": {k: torch.from_numpy(v.copy()) for k, v in inputs.items()},
+        "outputs": {},
+        "rescaled": {},
+    }
     for variant in ("kp112", "k3"):
         outs, resc = {}, {}
         for case, spec in params["cases"].items():
@@ -115,15 +120,20 @@ def main(src: Path) -> None:
         archive["scipy_constant"] = {"cval": CONSTANT_CVAL, "image": "rect12x16", "cases": {}}
         for variant in ("kp112", "k3"):
             cases = {}
-            check = max(scipy_nearest_check(inputs["rect12x16"], spec["params"], variant,
-                                            archive["outputs"][variant][case]["rect12x16"].numpy())
-                        for case, spec in params["cases"].items() if "rect12x16" in spec["images"])
+            check = max(
+                scipy_nearest_check(
+                    inputs["rect12x16"], spec["params"], variant, archive["outputs"][variant][case]["rect12x16"].numpy()
+                )
+                for case, spec in params["cases"].items()
+                if "rect12x16" in spec["images"]
+            )
             print(f"{variant}: numpy port, mode='nearest', max |err| vs Keras golden {check:.3g}", file=sys.stderr)
             assert check < 1e-3, check
             for case in CONSTANT_CASES:
                 out, margin = scipy_constant(inputs["rect12x16"], params["cases"][case]["params"], variant)
-                print(f"{variant} {case}: min distance of a source coordinate to an edge {margin:.3g} px",
-                      file=sys.stderr)
+                print(
+                    f"{variant} {case}: min distance of a source coordinate to an edge {margin:.3g} px", file=sys.stderr
+                )
                 if margin > 1e-3:
                     cases[case] = torch.from_numpy(out)
             archive["scipy_constant"]["cases"][variant] = cases
