@@ -6,9 +6,9 @@ seconds (all threads; steadier than wall time on a shared machine). The warm fig
 medians of ``--warm`` fresh processes; the cache folder is a new temporary one unless
 ``--cache-dir`` is given. Where the package has ``handgestures.data.scan``, the content
 digest of every file (its share of the warm start) is timed on its own too. ``PYTHONPATH`` picks the copy of the package measured, so the
-same command compares two versions in one sitting::
+same command compares two versions run one after the other::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python scripts/bench_cache.py --data DIR
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python benchmarks/cache.py --data DIR
 """
 
 from __future__ import annotations
