@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import torch  # noqa: E402
 
 from handgestures.data.hands import generate_hands  # noqa: E402
+from handgestures.runtime import keep_freed_memory  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--glibc-defaults", action="store_true", help="keep glibc's memory trimming (train.py turns it off)"
+    )
     args = parser.parse_args(argv)
+    kept = False if args.glibc_defaults else keep_freed_memory()  # as train.py does before it generates
     if args.threads:
         torch.set_num_threads(args.threads)
     generate_hands(24, seed=args.seed)  # warm-up: imports, kernel selection
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     best = min(runs, key=lambda r: r["wall_s"])
     digest = hashlib.sha256(images.numpy().tobytes() + labels.numpy().tobytes() + hands.numpy().tobytes())
     print(json.dumps({
-        "n": args.n, "seed": args.seed, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
+        "n": args.n, "seed": args.seed, "threads": torch.get_num_threads(), "cores": os.cpu_count(), "keep_freed_memory": kept,
         **best, "images_per_s": round(args.n / best["wall_s"], 1), "runs": runs,
         "loadavg": [round(x, 2) for x in os.getloadavg()], "sha256_16": digest.hexdigest()[:16],
     }, indent=2))  # fmt: skip

@@ -19,6 +19,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from handgestures.lightning_workarounds import FastHookName
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
@@ -26,7 +28,7 @@ def _sgd(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01, momentum=0.0)
 
 
-class HandGestureClassifier(L.LightningModule):
+class HandGestureClassifier(FastHookName, L.LightningModule):
     """Trains ``net`` (logits out) with cross-entropy; predicts softmax probabilities.
 
     Args:
@@ -78,17 +80,6 @@ class HandGestureClassifier(L.LightningModule):
         self._train_loss_sum = torch.zeros(())  # batch-size-weighted sum of this epoch's losses
         self._train_correct = torch.zeros((), dtype=torch.long)  # right predictions this epoch
         self._train_seen = 0
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name around every hook it calls, about 40 times per
-        # training step, and nn.Module.__setattr__ first checks every value against the
-        # parameters, buffers and submodules, a measurable share of a CarlosNet step
-        # (docs/performance.md). A hook name (str or None) can be none of those, so it is
-        # stored directly, as nn.Module would store it after its checks.
-        if name == "_current_fx_name" and (value is None or isinstance(value, str)):
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -162,7 +153,7 @@ class HandGestureClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         # not sent to the logger here: "train/acc" would collide with the training curve;
-        # train() logs the final metrics to TensorBoard as hp/<set>_acc with the hparams
+        # train() writes the final metrics to TensorBoard (handgestures.tb_layout.write_final)
         for name in self.eval_names:
             key = f"set_{name}"
             if self.eval_loss[key].update_count == 0:

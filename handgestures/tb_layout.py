@@ -5,10 +5,14 @@
   TensorBoard draws the same tag of several runs as lines of one chart, and its legend
   names the runs, so train and val of each metric share a chart and are told apart. The
   ``curves`` group sorts first in the Scalars and Time Series tabs.
+* Final metrics (the best checkpoint on each evaluation set): one point per set at the last
+  epoch, tags ``final/accuracy`` and ``final/loss``, in one sub-run per set
+  (``<run>/tensorboard/<set>``; train and val share the curves' sub-runs). So they make two
+  charts, below the curves, each with a legend of the sets, not a wall of single-point
+  charts; and the HPARAMS tab, which reads a metric from a scalar of a sub-run of the
+  session (its "group"), lists them as ``<set> accuracy`` and ``<set> loss``.
 * The run's own writer (``<run>/tensorboard``, the Lightning logger's) holds the HPARAMS
-  session with the final metrics (``hp/<set>_<metric>``: the HPARAMS tab reads its metric
-  values from scalars of the session's run, so they exist as scalars too; their group sorts
-  after ``curves``) and the images, under ``samples/`` and ``results/``.
+  session (the run's choices) and the images, under ``samples/`` and ``results/``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 CURVE_TAGS = {"loss": "curves/loss", "acc": "curves/accuracy"}  # epochs.csv metric -> tag
 SPLIT_RUNS = ("train", "val")  # sub-run of <run>/tensorboard per split
-FINAL_PREFIX = "hp/"
+FINAL_TAGS = {"acc": "final/accuracy", "loss": "final/loss"}  # metrics.json metric -> tag
 AUGMENTATION_TAG = "samples/augmentation"
 CONFUSION_TAG = "results/confusion_test"
 
@@ -39,7 +43,7 @@ def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
 
 
 def curve_writer(trainer: L.Trainer, split: str) -> Any | None:
-    """The SummaryWriter of ``split``'s curves (opened once per fit), or None without TensorBoard."""
+    """The SummaryWriter of sub-run ``split`` (opened once per fit), or None without TensorBoard."""
     logger = tensorboard_logger(trainer)
     if logger is None:
         return None
@@ -70,19 +74,46 @@ def write_curves(trainer: L.Trainer, row: Mapping[str, float], epoch: int) -> No
 
 
 def close_curve_writers(trainer: L.Trainer) -> None:
-    """Closes this trainer's curve writers (a sweep runs many fits in one process)."""
+    """Closes this trainer's sub-run writers (a sweep runs many fits in one process)."""
     logger = tensorboard_logger(trainer)
     if logger is None:
         return
-    for split in SPLIT_RUNS:
-        writer = _curve_writers.pop(os.path.join(logger.log_dir, split), None)
-        if writer is not None:
-            writer.close()
+    for folder in [f for f in _curve_writers if os.path.dirname(f) == logger.log_dir]:
+        _curve_writers.pop(folder).close()
 
 
-def final_metric_tags(metrics: Mapping[str, float]) -> dict[str, float]:
-    """``test/acc`` -> ``hp/test_acc``: the HPARAMS tab's metric columns."""
-    return {f"{FINAL_PREFIX}{k.replace('/', '_')}": v for k, v in metrics.items()}
+def write_final(trainer: L.Trainer, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> bool:
+    """The HPARAMS session of the run and its final metrics (``<set>/acc`` ...), laid out as above.
+
+    Returns False (and writes nothing) without a TensorBoard logger.
+    """
+    logger = tensorboard_logger(trainer)
+    if logger is None:
+        return False
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    names = [(key.split("/")[0], key.split("/")[1]) for key in metrics if key.split("/")[-1] in FINAL_TAGS]
+    for name, metric in names:
+        curve_writer(trainer, name).add_scalar(FINAL_TAGS[metric], float(metrics[f"{name}/{metric}"]), step)
+    # torch writes the session's choices with their types; its metric list is replaced by the
+    # grouped one (a metric whose group is the set's sub-run)
+    experiment, start, end = hparams_summaries(dict(hparams), {})
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    del data.experiment.metric_infos[:]
+    for name, metric in names:
+        data.experiment.metric_infos.add(
+            name=api_pb2.MetricName(group=name, tag=FINAL_TAGS[metric]),
+            display_name=f"{name} {FINAL_TAGS[metric].split('/')[1]}",
+        )
+    value.metadata.plugin_data.content = data.SerializeToString()
+    file_writer = logger.experiment._get_file_writer()
+    for summary in (experiment, start, end):
+        file_writer.add_summary(summary)
+    logger.experiment.flush()
+    close_curve_writers(trainer)
+    return True
 
 
 def augmentation_figure(grid: torch.Tensor, n_augmented: int, image_size: int):

@@ -40,7 +40,7 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_config_precision,
     resolve_precision,
 )
-from handgestures.tb_layout import CONFUSION_TAG, final_metric_tags
+from handgestures.tb_layout import CONFUSION_TAG, tensorboard_logger, write_final
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +192,11 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
 
 def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
     """HPARAMS with the real final metrics, and the test confusion matrix as an image."""
-    hp_metrics = final_metric_tags(metrics)
+    hparams = hparams_of(cfg, info)
+    write_final(trainer, hparams, metrics, int(trainer.current_epoch))
     for logger in trainer.loggers:
-        logger.log_hyperparams(hparams_of(cfg, info), metrics=hp_metrics)
+        if logger is not tensorboard_logger(trainer):  # any other logger: its own hparams call
+            logger.log_hyperparams(hparams, metrics=metrics)
     writer = tensorboard_writer(trainer)
     if writer is not None and "test" in confusion:
         writer.add_figure(CONFUSION_TAG, confusion_figure(confusion["test"], "test, best checkpoint"), 0)

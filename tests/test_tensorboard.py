@@ -19,7 +19,7 @@ import pytest
 from helpers import ROOT, TINY, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from handgestures.tb_layout import AUGMENTATION_TAG, CONFUSION_TAG, CURVE_TAGS
+from handgestures.tb_layout import AUGMENTATION_TAG, CONFUSION_TAG, CURVE_TAGS, FINAL_TAGS
 from handgestures.train import train
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,17 +45,23 @@ def events(folder: Path) -> EventAccumulator:
 
 def test_curves_are_one_chart_per_metric_with_a_run_per_split(run_dir):
     tb = run_dir / "tensorboard"
-    assert sorted(p.name for p in tb.iterdir() if p.is_dir()) == ["train", "val"]
-    for split in ("train", "val"):
-        acc = events(tb / split)
-        assert sorted(acc.Tags()["scalars"]) == sorted(CURVE_TAGS.values())
-        for tag in CURVE_TAGS.values():
+    saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    sets = {key.split("/")[0] for key in saved}
+    assert {"test", "test_aug", "train", "val"} <= sets
+    assert sorted(p.name for p in tb.iterdir() if p.is_dir()) == sorted(sets)  # a sub-run per set
+    for name in sets:
+        acc = events(tb / name)
+        curves = sorted(CURVE_TAGS.values()) if name in ("train", "val") else []
+        assert sorted(acc.Tags()["scalars"]) == sorted([*curves, *FINAL_TAGS.values()]), name
+        for tag in curves:
             assert [e.step for e in acc.Scalars(tag)] == [1, 2, 3]
+        for metric, tag in FINAL_TAGS.items():  # one point, at the last epoch, the saved value
+            assert [(e.step, pytest.approx(e.value, abs=1e-6)) for e in acc.Scalars(tag)] == \
+                [(3, saved[f"{name}/{metric}"])], (name, tag)  # fmt: skip
         assert not acc.Tags()["images"]
     main = events(tb)
-    scalars = main.Tags()["scalars"]
-    assert scalars and all(t.startswith("hp/") for t in scalars)  # final metrics only, for HPARAMS
-    assert min(CURVE_TAGS.values()) < min(scalars)  # the curves' group sorts first
+    assert main.Tags()["scalars"] == []  # no single-point charts of its own
+    assert min(CURVE_TAGS.values()) < min(FINAL_TAGS.values())  # the curves' group sorts first
     assert set(main.Tags()["images"]) == {AUGMENTATION_TAG, CONFUSION_TAG}
     assert all(min(CURVE_TAGS.values()) < t for t in main.Tags()["images"])
 
@@ -119,9 +125,10 @@ def page(tensorboard_url):
 
 
 def test_time_series_opens_on_train_and_val_overlaid(page, tensorboard_url):
-    open_tab(page, tensorboard_url, "timeseries", "curves/accuracy", "hp/test_acc")
+    open_tab(page, tensorboard_url, "timeseries", "curves/accuracy", "final/accuracy")
     page.screenshot(path=str(SCREENSHOTS / "timeseries.png"))
-    assert top(page, "curves/accuracy") < top(page, "hp/test_acc")  # the curves come first
+    assert top(page, "curves/accuracy") < top(page, "final/accuracy")  # the curves come first
+    assert page.locator("text=hp/ >> visible=true").count() == 0
     text = re.sub(r"\s*/\s*", "/", page.inner_text("body"))
     chart = text[text.index("curves/accuracy") : text.index("curves/loss")]
     # the accuracy chart's legend: one line per split run
@@ -129,9 +136,9 @@ def test_time_series_opens_on_train_and_val_overlaid(page, tensorboard_url):
 
 
 def test_scalars_opens_on_the_learning_curves(page, tensorboard_url):
-    open_tab(page, tensorboard_url, "scalars", "tag: curves/accuracy", "tag: hp/test_acc")
+    open_tab(page, tensorboard_url, "scalars", "tag: curves/accuracy", "tag: final/accuracy")
     page.screenshot(path=str(SCREENSHOTS / "scalars.png"))
-    assert top(page, "tag: curves/accuracy") == top(page, "tag: curves/loss") < top(page, "tag: hp/test_acc")
+    assert top(page, "tag: curves/accuracy") == top(page, "tag: curves/loss") < top(page, "tag: final/accuracy")
 
 
 def test_augmentation_grid_says_which_column_is_the_original(page, tensorboard_url):
@@ -140,7 +147,7 @@ def test_augmentation_grid_says_which_column_is_the_original(page, tensorboard_u
 
 
 def test_hparams_tab_holds_the_final_metrics(page, tensorboard_url, run_dir):
-    open_tab(page, tensorboard_url, "hparams", "hp/test_acc")
+    open_tab(page, tensorboard_url, "hparams", "test_aug accuracy")
     page.screenshot(path=str(SCREENSHOTS / "hparams.png"))
     body = {"experimentName": "", "allowedStatuses": STATUSES, "colParams": [], "startIndex": 0,
             "sliceSize": 10}  # fmt: skip
@@ -151,7 +158,8 @@ def test_hparams_tab_holds_the_final_metrics(page, tensorboard_url, run_dir):
     )
     groups = json.loads(urllib.request.urlopen(request, timeout=30).read())["sessionGroups"]
     assert [g["name"] for g in groups] == [f"{run_dir.name}/tensorboard"]  # one row per run, not per split
-    values = {m["name"]["tag"]: m["value"] for m in groups[0]["metricValues"]}
+    values = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in groups[0]["metricValues"]}
     saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    assert values == pytest.approx({f"hp/{k.replace('/', '_')}": v for k, v in saved.items()}, abs=1e-6)
+    expected = {(k.split("/")[0], FINAL_TAGS[k.split("/")[1]]): v for k, v in saved.items()}
+    assert values == pytest.approx(expected, abs=1e-6)
     assert groups[0]["hparams"]["model"] == "carlosnet" and groups[0]["hparams"]["data"] == "augmented"

@@ -89,15 +89,16 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
     rows = [line.split(",") for line in (run_dir / "epochs.csv").read_text().splitlines()]
     for split in ("train", "val"):  # one sub-run per split, the same tags: one chart per metric
         curves = read_events(run_dir / "tensorboard" / split)
-        assert sorted(curves.Tags()["scalars"]) == ["curves/accuracy", "curves/loss"]
+        assert sorted(curves.Tags()["scalars"]) == ["curves/accuracy", "curves/loss", "final/accuracy", "final/loss"]
         for metric, tag in (("acc", "curves/accuracy"), ("loss", "curves/loss")):
             column = rows[0].index(f"{split}/{metric}")
             assert [(e.step, round(e.value, 5)) for e in curves.Scalars(tag)] == \
                 [(int(r[0]), round(float(r[column]), 5)) for r in rows[1:]], (split, tag)  # fmt: skip
-    assert not [t for t in tags["scalars"] if not t.startswith("hp/")]  # the run's own writer: final metrics only
-    for name in EVAL_SETS:
-        hp = events.Scalars(f"hp/{name}_acc")
-        assert hp[0].value == pytest.approx(metrics["metrics"][f"{name}/acc"], abs=1e-6)
+    assert tags["scalars"] == []  # the run's own writer: the HPARAMS session and images only
+    for name in EVAL_SETS:  # the final metrics: one point per set, in the set's sub-run
+        final = read_events(run_dir / "tensorboard" / name).Scalars("final/accuracy")
+        assert [(e.step, round(e.value, 6)) for e in final] == \
+            [(metrics["epochs_run"], round(metrics["metrics"][f"{name}/acc"], 6))]  # fmt: skip
     assert set(tags["images"]) == {"samples/augmentation", "results/confusion_test"}
     # the HPARAMS tab: the run's choices and the real final metrics, no placeholder hp_metric
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -109,4 +110,11 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
     assert start.hparams["epochs"].number_value == 2
     assert start.hparams["precision"].string_value == metrics["precision"] == resolve_precision("auto")
     assert "hp_metric" not in tags["scalars"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    ).experiment
+    columns = {(m.name.group, m.name.tag): m.display_name for m in experiment.metric_infos}
+    assert columns == {
+        (name, f"final/{long}"): f"{name} {long}" for name in EVAL_SETS for long in ("accuracy", "loss")
+    }  # HPARAMS reads each from the set's sub-run
     assert (run_dir / ".hydra" / "config.yaml").is_file()

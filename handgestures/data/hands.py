@@ -35,7 +35,7 @@ from handgestures.data.hand_params import NUM_CLASSES, sample_params
 
 CHUNK = 64  # images per random-number draw (part of the output's definition: changing it changes the images)
 _PLACED = ("scale", "origin_x", "origin_y")  # the parameters _place computes
-_PART = 8  # images rendered at once inside a chunk: their working set fits in the CPU's cache
+_PART = 32  # images rendered at once inside a chunk (the fastest here: benchmarks/hands.py)
 
 # The four fingers (index, middle, ring, pinky) in the hand frame of a left hand (thumb
 # towards -u, fingers towards -v), at scale 1: base position across the palm's top and
@@ -268,16 +268,16 @@ def _upsample2(x: Tensor) -> Tensor:
     """Double the last two dimensions by bilinear interpolation, as ``F.interpolate(x,
     scale_factor=2, mode="bilinear")`` does, but from copies, products and sums only:
     torch's kernel rounds differently depending on the number of threads."""
-    # Columns: output 2i blends input i with i - 1, output 2i + 1 with i + 1 (3:1). The even
-    # and odd columns are computed as contiguous tensors and interleaved by one copy.
+    # Columns: output 2i blends input i with i - 1, output 2i + 1 with i + 1 (3:1), each
+    # written straight into its place in the interleaved result.
     k = x.shape[-1]
     centre, quarter = x * 0.75, x * 0.25
-    even, odd = torch.empty_like(x), torch.empty_like(x)
-    torch.add(centre[..., 1:], quarter[..., :-1], out=even[..., 1:])
-    torch.add(centre[..., :-1], quarter[..., 1:], out=odd[..., :-1])
-    even[..., 0] = x[..., 0]
-    odd[..., k - 1] = x[..., k - 1]
-    x = torch.stack((even, odd), -1).flatten(-2)
+    cols = x.new_empty(*x.shape, 2)
+    torch.add(centre[..., 1:], quarter[..., :-1], out=cols[..., 1:, 0])
+    torch.add(centre[..., :-1], quarter[..., 1:], out=cols[..., :-1, 1])
+    cols[..., 0, 0] = x[..., 0]
+    cols[..., k - 1, 1] = x[..., k - 1]
+    x = cols.flatten(-2)
     # Rows, likewise (whole rows: contiguous already).
     k = x.shape[-2]
     out = x.new_empty(*x.shape[:-1], 2, x.shape[-1])
