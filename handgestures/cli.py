@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from handgestures import threads
 from handgestures.distributed import check_launch, follow_rank_zero, is_rank_zero, process_count
@@ -26,6 +26,7 @@ from handgestures.guards import RunDiverged
 from handgestures.lifecycle import Interrupted, guarded, log_to_file, record_early_failure
 from handgestures.resume import resumed_config
 from handgestures.run_record import EXIT_ERROR, FAILED_FILE
+from handgestures.spawn import run_spawned, wants_spawn
 from handgestures.train import run_name, train
 from handgestures.validate import validate_config
 
@@ -40,7 +41,8 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     check_launch(cfg, multirun)  # a multirun that would start DDP itself stops here, before anything trains
-    threads.apply_for_job(processes=process_count(cfg.trainer), hydra_cfg=hydra_cfg)
+    processes = process_count(cfg.trainer)
+    threads.apply_for_job(processes=processes, hydra_cfg=hydra_cfg)
     with open_dict(cfg):
         cfg.run_info = {"model": hydra_cfg.runtime.choices.get("model"), "data": hydra_cfg.runtime.choices.get("data")}
     global _jobs_run
@@ -51,12 +53,11 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
         validate_config(cfg, record_to=hydra_cfg.runtime.output_dir)  # before any data is read
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
-        folder = Path(cfg.paths.output_dir)
-        resume, overwrite = bool(cfg.get("resume")), bool(cfg.get("overwrite", False))
-        if is_rank_zero():
-            metrics = guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
-        else:  # DDP: the first process keeps the run folder; the others train and evaluate, writing nothing
-            metrics = follow_rank_zero(cfg)
+        if wants_spawn(cfg.trainer) and processes > 1:  # trainer=ddp_spawn: each process runs _train_this_rank
+            job_logging = OmegaConf.to_container(hydra_cfg.job_logging, resolve=True)
+            metrics = run_spawned(cfg, processes, job_logging, start)
+        else:
+            metrics = _train_this_rank(cfg, start)
     except Interrupted as err:
         raise SystemExit(err.exit_code) from None  # a sweep launches no further job
     except Exception as err:
@@ -74,3 +75,30 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     finally:
         gc.collect()  # a sweep runs its jobs in one process: free this job's data before the next
     return metrics.get(OPTIMIZED_METRIC, math.nan)
+
+
+def _train_this_rank(cfg: DictConfig, start: float) -> dict[str, float]:
+    folder = Path(cfg.paths.output_dir)
+    resume, overwrite = bool(cfg.get("resume")), bool(cfg.get("overwrite", False))
+    if is_rank_zero():
+        return guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
+    return follow_rank_zero(cfg)  # DDP: the first process keeps the run folder; the others write nothing
+
+
+def run_rank(cfg: DictConfig, start: float) -> int:
+    """The job of one process spawned by ``trainer=ddp_spawn`` (:mod:`handgestures.spawn`); its exit code."""
+    try:
+        _train_this_rank(cfg, start)
+    except Interrupted as err:
+        return err.exit_code
+    except Exception as err:
+        if is_rank_zero():
+            log_to_file(f"{type(err).__name__}: {err}", err)
+        if isinstance(err, UserError):
+            print(f"error: {err}", file=sys.stderr)
+        if isinstance(err, (UserError, RunDiverged)):
+            return int(getattr(err, "exit_code", EXIT_ERROR))
+        raise
+    finally:
+        gc.collect()
+    return 0

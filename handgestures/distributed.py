@@ -16,8 +16,8 @@
 * A Hydra multirun whose jobs would start their own DDP processes is refused before any job
   trains (:func:`check_launch`): Lightning relaunches the whole command line in each child
   process, the sweep included (Lightning-AI/pytorch-lightning#11300,
-  ashleve/lightning-hydra-template#393). So are the spawn strategies (``ddp_spawn``), whose
-  processes return only the weights to the one that writes the run's record.
+  ashleve/lightning-hydra-template#393). ``trainer=ddp_spawn`` is not refused: its processes
+  are spawned by :mod:`handgestures.spawn`, which re-runs no command line.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # (RANK), Lightning's own DDP launcher (NODE_RANK + LOCAL_RANK), SLURM's srun (SLURM_PROCID,
 # also set for a job of one task, where it is 0).
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+SPAWN_STRATEGIES = ("ddp_spawn", "ddp_spawn_find_unused_parameters_true")  # run by handgestures.spawn
 
 
 def global_rank(environ: Mapping[str, str] | None = None) -> int:
@@ -102,34 +103,27 @@ def process_count(trainer_cfg: Mapping[str, Any]) -> int:
 MULTIRUN_DDP_REFUSAL = (
     "a multirun cannot start DDP processes itself (trainer.devices={devices}, trainer.num_nodes={nodes}: "
     "{count} processes per job): Lightning relaunches the whole command line, sweep included, in each "
-    "process (Lightning-AI/pytorch-lightning#11300). Instead: run each configuration as a single run "
+    "process (Lightning-AI/pytorch-lightning#11300). Instead: sweep with trainer=ddp_spawn (its processes are "
+    "spawned, no command line is re-run), run each configuration as a single run "
     "(`python train.py trainer=ddp trainer.devices={devices} ...`, or `torchrun --nproc_per_node={devices} "
     "train.py trainer=ddp ...`), or sweep on SLURM with `hydra/launcher=slurm`, whose "
     "tasks_per_node starts one process per device; or sweep with trainer.devices=1."
 )
 
 
-SPAWN_REFUSAL = (
-    "trainer.strategy={strategy} is not supported: its processes hand back only the weights and the "
-    "best checkpoint's path (Lightning's multiprocessing launcher), so the run's record (epochs run, best "
-    "validation accuracy, the cross-evaluation's confusion matrices) would be wrong. Use trainer=ddp "
-    "(`python train.py trainer=ddp trainer.devices={devices}` or torchrun), which runs on CPUs too."
-)
-
-
 def check_launch(cfg: Mapping[str, Any], multirun: bool, environ: Mapping[str, str] | None = None) -> None:
     """Raises SystemExit (a sweep stops at once) for a launch that cannot give a sound run.
 
-    Refused: a multirun job that would start DDP processes itself, and the spawn strategies
-    with several processes. Called at the start of each job, before anything is trained.
+    Refused: a multirun job that would start DDP processes itself through Lightning's
+    launcher (``trainer=ddp_spawn`` jobs may: :mod:`handgestures.spawn`). Called at the start
+    of each job, before anything is trained.
     """
     trainer_cfg = cfg.get("trainer", {})
     count = process_count(trainer_cfg)
     if count <= 1:
         return
-    strategy = str(trainer_cfg.get("strategy", "auto"))
-    if "spawn" in strategy:
-        raise SystemExit("error: " + SPAWN_REFUSAL.format(strategy=strategy, devices=trainer_cfg.get("devices")))
+    if str(trainer_cfg.get("strategy", "auto")) in SPAWN_STRATEGIES:
+        return
     if multirun and not slurm_tasks(environ):  # under torchrun too: a sweep per rank is not supported
         raise SystemExit(
             "error: "

@@ -42,6 +42,7 @@ STOPPED_STATUSES = (STATUS_FAILED, STATUS_DIVERGED, STATUS_INTERRUPTED)  # the r
 
 # key names (the values' meaning: handgestures.train.train and docs)
 KEY_STATUS = "status"
+KEY_METRICS = "metrics"  # {"<set>/acc": ..., "<set>/loss": ...} of the best checkpoint
 KEY_ERROR = "error"  # one line: why the run stopped (failed, diverged, interrupted)
 KEY_EPOCHS_RUN = "epochs_run"
 KEY_BEST_CHECKPOINT = "best_checkpoint"  # null when no epoch finished: an untrained net is never "best"

@@ -12,9 +12,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -131,6 +133,58 @@ def test_torchrun_writes_one_run_folder_with_the_same_numbers(torchrun_ddp, ligh
     assert (runs[0] / "epochs.csv").read_text().count("\n") == 2
 
 
+@pytest.fixture(scope="module")
+def spawn_sweep(tmp_path_factory):
+    sweep = tmp_path_factory.mktemp("spawn") / "sweep"
+    cmd = [sys.executable, "train.py", "-m", "trainer=ddp_spawn", "seed=0,1", *TINY_DDP, f"hydra.sweep.dir={sweep}"]
+    out = run(cmd, ROOT, tmp_path_factory)
+    return sweep, out
+
+
+def test_ddp_spawn_multirun_gives_lightning_ddps_run_for_each_job(spawn_sweep, lightning_ddp, tmp_path):
+    sweep, out = spawn_sweep
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2, [p.name for p in jobs]
+    assert "ddp_spawn: starting 2 processes" in (jobs[0] / "train.log").read_text()
+    record = assert_same_as_single_process(jobs[0], tmp_path)  # every image once over the 2 ranks
+    # seed 0 spawned, or launched by Lightning's ddp: the same numbers and the same files
+    assert record["metrics"] == json.loads((lightning_ddp / "metrics.json").read_text())["metrics"]
+    files = {p.relative_to(jobs[0]).as_posix() for p in jobs[0].rglob("*") if ".hydra" not in p.parts}
+    assert files == {
+        p.relative_to(lightning_ddp).as_posix() for p in lightning_ddp.rglob("*") if ".hydra" not in p.parts
+    }
+    second = json.loads((jobs[1] / "metrics.json").read_text())
+    assert second["status"] == "done" and second["seed"] == 1 and second["metrics"] != record["metrics"]
+    assert "sync_dist" not in out.stdout + out.stderr  # the values are reduced already: no advice printed
+
+
+def test_ddp_spawn_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache"), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "train.py", "trainer=ddp_spawn", *TINY_DDP, "epochs=30", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):  # until the first epoch is recorded
+            epochs = run_dir / "epochs.csv"
+            if epochs.is_file() and epochs.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, output[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and 1 <= record["epochs_run"] < 30, record
+    assert f"resume={run_dir}" in output and "Traceback" not in output
+    assert not list(run_dir.glob("*.lock"))
+    out = run([sys.executable, "train.py", f"resume={run_dir}"], ROOT, tmp_path_factory)
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "done" and record["epochs_run"] == 30, out.stdout[-2000:]
+    epochs = [row.split(",")[0] for row in (run_dir / "epochs.csv").read_text().splitlines()[1:]]
+    assert epochs == [str(e) for e in range(1, 31)]  # each epoch once
+
+
 def test_multirun_with_inprocess_ddp_is_refused_before_training(tmp_path, tmp_path_factory):
     cmd = [sys.executable, "train.py", "-m", "trainer=ddp", "seed=0,1", *TINY_DDP, f"hydra.sweep.dir={tmp_path}"]
     env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
@@ -151,8 +205,7 @@ def test_refusals_spare_single_runs_external_launchers_and_one_process():
     with pytest.raises(SystemExit, match="multirun cannot start DDP"):  # a sweep per torchrun rank: untested, refused
         check_launch(cfg, multirun=True, environ={"TORCHELASTIC_RUN_ID": "x"})
     spawn = {"trainer": {**cfg["trainer"], "strategy": "ddp_spawn"}}
-    with pytest.raises(SystemExit, match="ddp_spawn is not supported.*Use trainer=ddp"):
-        check_launch(spawn, multirun=False, environ={})
+    check_launch(spawn, multirun=True, environ={})  # handgestures.spawn re-runs no command line
     assert process_count({"devices": [0, 1], "num_nodes": 2}) == 4
     assert process_count({"devices": "3"}) == 3
 
