@@ -19,8 +19,6 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from handgestures.lightning_workarounds import FastHookName
-
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
@@ -28,7 +26,7 @@ def _sgd(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01, momentum=0.0)
 
 
-class HandGestureClassifier(FastHookName, L.LightningModule):
+class HandGestureClassifier(L.LightningModule):
     """Trains ``net`` (logits out) with cross-entropy; predicts softmax probabilities.
 
     Args:
