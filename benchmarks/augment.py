@@ -43,16 +43,10 @@ from handgestures.data.augment import (  # noqa: E402
     apply_keras_transform,
     sample_keras_params,
 )
+from handgestures.data.augment.params import study_params  # noqa: E402
 
 SIZE = 128
-CFG = dict(
-    rotation_range=90,
-    width_shift_range=0.2,
-    height_shift_range=0.2,
-    zoom_range=0.2,
-    horizontal_flip=True,
-    vertical_flip=True,
-)
+CFG = study_params().as_kwargs()  # the study's seven ImageDataGenerator parameters (conf/data/augmented.yaml)
 
 
 def log(*args: object) -> None:

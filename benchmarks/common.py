@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from handgestures.analysis.study import STUDY_EPOCHS  # noqa: F401  (the study's epochs, read from conf/)
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # works without `pip install -e .` too
@@ -25,7 +27,6 @@ MODELS = ("carlosnet", "ivannet")
 VARIANTS = ("base", "augmented")
 PRECISIONS = ("32-true", "bf16-mixed")
 SECTIONS = ("gemm", "load", "train", "startup", "keras")
-STUDY_EPOCHS = {"base": 10, "augmented": 30}
 STUDY_SPLIT = {"train": 14400, "val": 3600, "test": 3600}  # 21,600 images, 4/6-1/6-1/6
 
 # steps per measurement: (warm-up, timed) training iterations, test batches per set, bare steps

@@ -1,7 +1,7 @@
 """Training throughput with one core kept busy by another process, for each thread policy.
 
 For every alternative (below), a short CarlosNet training on the built-in hands (a fixed
-number of steps through the project's own Lightning loop, ``handgestures.train.build_run``)
+number of steps through the project's own Lightning loop, ``handgestures.training.train.build_run``)
 runs twice in a fresh process: quiet, and while a background process this script starts
 spins on one core. Prints one JSON document on stdout:
 
@@ -55,7 +55,7 @@ def worker(steps: int, warmup: int, size: int) -> dict[str, Any]:
     """One measurement, in this fresh process: the env of the variant is already set."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
-    from handgestures import threads
+    from handgestures.launch import threads
 
     threads.at_process_start()  # as train.py does, before torch
     import lightning as L
@@ -66,7 +66,7 @@ def worker(steps: int, warmup: int, size: int) -> dict[str, Any]:
     choice = threads.apply_for_job()
     from helpers import compose_train
 
-    from handgestures.train import build_run
+    from handgestures.training.train import build_run
 
     class Clock(L.Callback):
         def __init__(self) -> None:
@@ -96,7 +96,7 @@ def worker(steps: int, warmup: int, size: int) -> dict[str, Any]:
 
 
 def measure(variant: str, busy: bool, args: argparse.Namespace, cache: str) -> dict[str, Any]:
-    from handgestures.threads import busy_cores
+    from handgestures.launch.threads import busy_cores
 
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env.update(VARIANTS[variant], HANDGESTURES_CACHE=cache, PYTHONPATH=str(ROOT))

@@ -38,8 +38,8 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from handgestures.models import CarlosNet  # noqa: E402
-from handgestures.module import HandGestureClassifier  # noqa: E402
 from handgestures.runtime import keep_freed_memory  # noqa: E402
+from handgestures.training.module import HandGestureClassifier  # noqa: E402
 
 HOOK_NAME = "_current_fx_name"
 

@@ -32,11 +32,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handgestures.checkpoint import preprocessing  # noqa: E402
 from handgestures.inference.predictor import OnnxPredictor, TorchPredictor, predict_files  # noqa: E402
 from handgestures.inference.preprocess import decode_many, list_inputs, to_tensor  # noqa: E402
-from handgestures.module import HandGestureClassifier  # noqa: E402
-from handgestures.train import resolve_precision  # noqa: E402
+from handgestures.training.checkpoint import preprocessing  # noqa: E402
+from handgestures.training.module import HandGestureClassifier  # noqa: E402
+from handgestures.training.train import resolve_precision  # noqa: E402
 
 NETS = {"carlosnet": {"_target_": "handgestures.models.CarlosNet", "num_classes": 6, "fused": True},
         "ivannet": {"_target_": "handgestures.models.IvanNet", "num_classes": 6}}  # fmt: skip

@@ -1,6 +1,6 @@
 """``train[model/variant/precision]``: training and inference throughput through the real Lightning loop.
 
-One subprocess each, built from the project's Hydra config and ``handgestures.train.build_run``,
+One subprocess each, built from the project's Hydra config and ``handgestures.training.train.build_run``,
 so the datamodule, module, callbacks, logger and trainer are exactly those of ``python
 train.py``; the bare loops use the DataModule's own ``prepare_batch``, so their data path is
 the training's.
@@ -96,7 +96,7 @@ def worker_train(spec: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
     import torch
 
-    from handgestures.train import build_run
+    from handgestures.training.train import build_run
 
     sizes = SIZES[spec["size"]]
     warmup, timed, test_batches = sizes["warmup"], sizes[spec["model"]], sizes["test_batches"]
@@ -181,7 +181,7 @@ def worker_train(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": spec["model"], "variant": spec["variant"], "precision": spec["precision"],
         "overrides": spec.get("overrides", []), "threads": torch.get_num_threads(),
-        "splits": splits, "batch_size": batch, "epochs_in_study": int(cfg.data.epochs),
+        "splits": splits, "batch_size": batch, "epochs_in_study": int(cfg.epochs),
         "warmup_steps": warmup, "timed_steps": timed,
         "train_images_per_s": rate(timed * batch, window),
         "train_images_per_s_median": rate(batch, iter_median),

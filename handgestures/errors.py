@@ -1,10 +1,74 @@
-"""Errors the user can fix (a bad config key, a bad data folder, a refused resume).
+"""Every exception that ends a command with its own exit code, and those codes.
 
-The entry point prints a :class:`UserError` as one clear message, without a traceback (the
-traceback goes to the run's log), and exits with status 1. Anything else is a bug and keeps
-its traceback.
+The entry points print a :class:`UserError` as one clear message, without a traceback (the
+traceback goes to the run's log), and exit with status 1; :class:`Interrupted` exits with
+128 + the signal number (130 for SIGINT, 143 for SIGTERM), :class:`RunDiverged` with 1, and
+:class:`CheckpointError` with 2 from the inference commands (1 from a training run, where it
+is a :class:`UserError` like any other). Anything else is a bug and keeps its traceback.
+
+A leaf module: the standard library only, so any layer of the package may import it.
 """
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # an expected error (UserError), a failed or diverged run, a sweep with failed jobs
+EXIT_SIGINT = 128 + signal.SIGINT  # 130, the shell's convention
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 
 
 class UserError(Exception):
     """An expected error: its message names the key, file or value and what was expected."""
+
+    exit_code = EXIT_ERROR
+
+
+class BadDataError(UserError, ValueError):
+    """The data cannot train a network as it is: bad files, or a split that would not work."""
+
+
+class NoImagesError(UserError, FileNotFoundError):
+    """``data.root`` is not a folder, or holds no readable Fingers image."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint (or a run folder) that cannot be used, with the reason."""
+
+
+class SpawnedJobFailed(UserError):
+    """A process of a multi-process job failed; its own message is in its log and the run folder's failed.json."""
+
+    def __init__(self, rank: int, exit_code: int, folder: Path) -> None:
+        details = folder / "failed.json"
+        where = f"details: {details}" if details.is_file() else f"its log is in {folder}"
+        super().__init__(f"DDP process of rank {rank} exited with code {exit_code}; {where}")
+
+
+class RunDiverged(Exception):
+    """A training loss was not finite: the run stops there."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, epoch: int, batch: int, loss: float) -> None:
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+        self.progress: dict[str, Any] = {}
+        super().__init__(
+            f"training diverged: the training loss is {loss} at epoch {epoch}, batch {batch} (1-based); "
+            "the run stopped there and kept the checkpoints of the epochs before. A lower optimizer.lr may help."
+        )
+
+    def record(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch": self.batch, "loss": str(self.loss)}
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the run; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int, progress: dict[str, Any] | None = None) -> None:
+        self.signum, self.progress = int(signum), progress or {}
+        self.exit_code = 128 + self.signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")

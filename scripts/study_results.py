@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from handgestures.report import build_report  # noqa: E402
-from handgestures.runs import find_run_folders  # noqa: E402
-from handgestures.stats import folder_split  # noqa: E402
+from handgestures.analysis.report import build_report  # noqa: E402
+from handgestures.analysis.runs import find_run_folders  # noqa: E402
+from handgestures.analysis.stats import folder_split  # noqa: E402
 
 COPIED = ("metrics.json", "epochs.csv", "config.yaml")
 

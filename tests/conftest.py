@@ -46,7 +46,7 @@ def tiny_run(tmp_path_factory) -> Path:
     """A run folder of train.py on 240 built-in hands (1 epoch, 3 batches), trained once per session."""
     from helpers import TINY, compose_train
 
-    from handgestures.train import train
+    from handgestures.training.train import train
 
     out = tmp_path_factory.mktemp("tiny-run")
     cache = tmp_path_factory.getbasetemp() / "cache"

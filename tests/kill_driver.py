@@ -15,7 +15,7 @@ from pathlib import Path
 
 import lightning as L
 
-import handgestures.train as train_module
+import handgestures.training.train as train_module
 
 
 class SendSignal(L.Callback):

@@ -16,7 +16,7 @@ from handgestures.data.problems import SHOWN, BadDataError
 from handgestures.data.split import SPLITS
 from handgestures.errors import UserError
 from handgestures.plots import CLASS_NAMES
-from handgestures.train import train
+from handgestures.training.train import train
 
 
 def add_bad_files(root):

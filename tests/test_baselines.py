@@ -11,9 +11,9 @@ from helpers import CONF
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from handgestures.baselines import BrightnessArea, run_baselines, size_features
+from handgestures.analysis.baselines import BrightnessArea, run_baselines, size_features
 from handgestures.data.grouping import thumbnails
-from handgestures.train import build_datamodule
+from handgestures.training.train import build_datamodule
 
 
 def baselines_config(*overrides):

@@ -7,7 +7,7 @@ import sys
 import pytest
 from helpers import ROOT
 
-from handgestures.train import resolve_precision
+from handgestures.training.train import resolve_precision
 
 
 def test_smoke_benchmark_prints_one_json_document(tmp_path):

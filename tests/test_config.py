@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
 import handgestures.runtime as runtime_module
-from handgestures.train import build_datamodule, resolve_config_precision, resolve_precision
+from handgestures.training.train import build_datamodule, resolve_config_precision, resolve_precision
 
 
 @pytest.mark.parametrize("model", ["carlosnet", "ivannet"])

@@ -7,8 +7,8 @@ import warnings
 
 from helpers import ROOT
 
-from handgestures.console import quiet_framework_noise
 from handgestures.data.hands import generate_hands
+from handgestures.training.console import quiet_framework_noise
 
 PROBE = """
 import runpy, sys

@@ -26,15 +26,9 @@ from hypothesis import strategies as st
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import BatchSampler, SequentialSampler
 
-from handgestures.distributed import (
-    DistributedTrainBatches,
-    UnpaddedDistributedBatchSampler,
-    check_launch,
-    global_rank,
-    process_count,
-    torchrun_overrides,
-)
-from handgestures.train import build_run
+from handgestures.data.samplers import DistributedTrainBatches, UnpaddedDistributedBatchSampler
+from handgestures.launch.ranks import check_launch, global_rank, process_count, torchrun_overrides
+from handgestures.training.train import build_run
 
 # 240 built-in images: val and test have 36 each, 3 batches of 16: a padded sampler would
 # give rank 1 a repeated batch
@@ -76,7 +70,7 @@ def torchrun_ddp(tmp_path_factory):
 
 def single_process_eval(run_dir: Path, tmp_path: Path) -> tuple[dict, dict, float]:
     """The cross-evaluation and validation of ``run_dir``'s best checkpoint in this process."""
-    best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    best = run_dir / json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]  # relative to the run
     cfg = compose_train([*TINY_DDP, "trainer.devices=1"], tmp_path)
     datamodule, module, trainer = build_run(cfg)
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
@@ -134,20 +128,20 @@ def test_torchrun_writes_one_run_folder_with_the_same_numbers(torchrun_ddp, ligh
 
 
 @pytest.fixture(scope="module")
-def spawn_sweep(tmp_path_factory):
-    sweep = tmp_path_factory.mktemp("spawn") / "sweep"
-    cmd = [sys.executable, "train.py", "-m", "trainer=ddp_spawn", "seed=0,1", *TINY_DDP, f"hydra.sweep.dir={sweep}"]
+def launch_sweep(tmp_path_factory):
+    sweep = tmp_path_factory.mktemp("launch") / "sweep"
+    cmd = [sys.executable, "train.py", "-m", "trainer=ddp_launch", "seed=0,1", *TINY_DDP, f"hydra.sweep.dir={sweep}"]
     out = run(cmd, ROOT, tmp_path_factory)
     return sweep, out
 
 
-def test_ddp_spawn_multirun_gives_lightning_ddps_run_for_each_job(spawn_sweep, lightning_ddp, tmp_path):
-    sweep, out = spawn_sweep
+def test_ddp_launch_multirun_gives_lightning_ddps_run_for_each_job(launch_sweep, lightning_ddp, tmp_path):
+    sweep, out = launch_sweep
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 2, [p.name for p in jobs]
-    assert "ddp_spawn: starting 2 processes" in (jobs[0] / "train.log").read_text()
+    assert "ddp_launch: starting 2 processes" in (jobs[0] / "train.log").read_text()
     record = assert_same_as_single_process(jobs[0], tmp_path)  # every image once over the 2 ranks
-    # seed 0 spawned, or launched by Lightning's ddp: the same numbers and the same files
+    # seed 0 launched by the job, or by Lightning's ddp: the same numbers and the same files
     assert record["metrics"] == json.loads((lightning_ddp / "metrics.json").read_text())["metrics"]
     files = {p.relative_to(jobs[0]).as_posix() for p in jobs[0].rglob("*") if ".hydra" not in p.parts}
     assert files == {
@@ -158,10 +152,10 @@ def test_ddp_spawn_multirun_gives_lightning_ddps_run_for_each_job(spawn_sweep, l
     assert "sync_dist" not in out.stdout + out.stderr  # the values are reduced already: no advice printed
 
 
-def test_ddp_spawn_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
+def test_ddp_launch_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
     run_dir = tmp_path / "run"
     env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache"), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "train.py", "trainer=ddp_spawn", *TINY_DDP, "epochs=30", f"hydra.run.dir={run_dir}"]
+    cmd = [sys.executable, "train.py", "trainer=ddp_launch", *TINY_DDP, "epochs=30", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for _ in range(600):  # until the first epoch is recorded
@@ -204,8 +198,8 @@ def test_refusals_spare_single_runs_external_launchers_and_one_process():
         check_launch(cfg, multirun=True, environ={})
     with pytest.raises(SystemExit, match="multirun cannot start DDP"):  # a sweep per torchrun rank: untested, refused
         check_launch(cfg, multirun=True, environ={"TORCHELASTIC_RUN_ID": "x"})
-    spawn = {"trainer": {**cfg["trainer"], "strategy": "ddp_spawn"}}
-    check_launch(spawn, multirun=True, environ={})  # handgestures.spawn re-runs no command line
+    for strategy in ("ddp_launch", "ddp_spawn"):  # handgestures.launch.ddp re-runs no command line
+        check_launch({"trainer": {**cfg["trainer"], "strategy": strategy}}, multirun=True, environ={})
     assert process_count({"devices": [0, 1], "num_nodes": 2}) == 4
     assert process_count({"devices": "3"}) == 3
 
@@ -282,3 +276,19 @@ def test_datamodule_uses_the_unpadded_sampler_under_ddp(tmp_path):
     assert eval_indices(train) != epoch1  # the inner shuffle follows the epoch
     datamodule.trainer = None
     assert isinstance(datamodule.val_dataloader().sampler, BatchSampler)  # one process: as before
+
+
+def test_the_old_name_ddp_spawn_still_launches_and_says_it_is_deprecated(caplog, monkeypatch):
+    from helpers import compose_train
+
+    from handgestures.errors import UserError
+    from handgestures.launch.ddp import run_launched, wants_launch
+
+    cfg = compose_train(["trainer=ddp_spawn"], None)
+    assert cfg.trainer.strategy == "ddp_spawn" and wants_launch(cfg.trainer) and cfg.trainer.devices == 2
+    assert wants_launch(compose_train(["trainer=ddp_launch"], None).trainer)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # already under a launcher: refused before anything starts
+    with pytest.raises(UserError, match="use trainer=ddp there"):
+        run_launched(cfg, 2, None, 0.0)
+    assert "trainer=ddp_spawn (trainer.strategy=ddp_spawn) is deprecated" in caplog.text
+    assert "trainer=ddp_launch" in caplog.text

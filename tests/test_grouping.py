@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import write_fingers_folder
 
+from handgestures.analysis.leakage import split_leakage
 from handgestures.data.cache import ImageSet
 from handgestures.data.datamodule import FingersDataModule
 from handgestures.data.grouping import (
@@ -20,7 +21,6 @@ from handgestures.data.grouping import (
     write_split_csv,
 )
 from handgestures.data.split import SPLITS, stratified_split
-from handgestures.leakage import split_leakage
 
 
 def recordings(per_stratum: int = 4, frames: int = 12, step: float = 3.0, seed: int = 0) -> ImageSet:

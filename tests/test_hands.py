@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from handgestures.baselines import HAND_LEVEL, brightness_area_accuracies
+from handgestures.analysis.baselines import HAND_LEVEL, brightness_area_accuracies
 from handgestures.data.hands import generate_hands
 from handgestures.models import CarlosNet
 
@@ -151,7 +151,7 @@ def test_thumb_on_the_left_for_left_hands(sample):
 
 
 def _baseline_accuracy(train_x, train_y, test_x, test_y) -> float:
-    """Best of the three brightness-and-area classifiers (handgestures.baselines) on the test set."""
+    """Best of the three brightness-and-area classifiers (handgestures.analysis.baselines) on the test set."""
     return max(brightness_area_accuracies(train_x, train_y, test_x, test_y).values())
 
 

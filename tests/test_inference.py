@@ -15,17 +15,20 @@ from helpers import compose_train
 from omegaconf import OmegaConf
 from PIL import Image
 
-from handgestures.checkpoint import CheckpointError, build_net, load_module, resolve_checkpoint
 from handgestures.data.fingers import decode_png
+from handgestures.errors import CheckpointError
 from handgestures.inference.cli import run_eval, run_predict
 from handgestures.inference.evaluate import evaluate
 from handgestures.inference.predictor import load_predictor
 from handgestures.inference.preprocess import decode, to_tensor
-from handgestures.module import HandGestureClassifier
+from handgestures.models import build_net
+from handgestures.runfolder.checkpoints import resolve_checkpoint
+from handgestures.training.checkpoint import load_module
+from handgestures.training.module import HandGestureClassifier
 
 
 def best_checkpoint(run):
-    return json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    return str(run / json.loads((run / "metrics.json").read_text())["best_checkpoint"])  # relative to the run
 
 
 def test_checkpoint_describes_its_run_and_loads_with_no_other_argument(tiny_run):

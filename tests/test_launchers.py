@@ -17,7 +17,7 @@ from helpers import CONF, ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from handgestures.report import build_report
+from handgestures.analysis.report import build_report
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the cluster extra is not installed")
 
@@ -136,7 +136,7 @@ def test_submitit_local_job_preempted_is_requeued_and_resumes(tmp_path, tmp_path
     assert proc.returncode == 0, output[-4000:]
     folder = last.parent.parent
     record = json.loads((folder / "metrics.json").read_text())
-    assert record["status"] == "done" and record["resumed_from"] == str(last)
+    assert record["status"] == "done" and record["resumed_from"] == "checkpoints/last.ckpt"
     logs = "".join(p.read_text() for p in sweep_dir.glob(".submitit/*/*_log.*"))
     assert "Requeued job" in logs, logs[-3000:]
     epochs = [row.split(",")[0] for row in (folder / "epochs.csv").read_text().splitlines()[1:]]

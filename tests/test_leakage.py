@@ -8,8 +8,8 @@ import torch
 from conftest import write_fingers_folder
 from test_grouping import recordings
 
+from handgestures.analysis.leakage import analyse, label_neighbour_distances, main
 from handgestures.data.grouping import thumbnails
-from handgestures.leakage import analyse, label_neighbour_distances, main
 
 
 def test_label_neighbour_distances_match_brute_force():

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,11 @@ from helpers import ROOT, TINY, compose_train
 from omegaconf import OmegaConf
 
 from handgestures.errors import UserError
-from handgestures.guards import CollapseWatch, RunDiverged
-from handgestures.lifecycle import RunLock, prepare_folder
-from handgestures.module import HandGestureClassifier
-from handgestures.resume import prepare_resume, resumed_config, safe_load
-from handgestures.train import train
+from handgestures.runfolder.lifecycle import RunLock, prepare_folder
+from handgestures.runfolder.resume import prepare_resume, resumed_config, safe_load
+from handgestures.training.guards import CollapseWatch, RunDiverged
+from handgestures.training.module import HandGestureClassifier
+from handgestures.training.train import train
 
 QUICK = [*TINY, "logger=none", "trainer.precision=32-true"]
 
@@ -220,7 +221,7 @@ def evil_checkpoint(path: Path, marker: Path) -> Path:
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = evil_checkpoint(tmp_path / "evil.ckpt", marker)
-    with pytest.raises(UserError, match="cannot load checkpoint .*evil.ckpt safely"):
+    with pytest.raises(UserError, match="refusing to load checkpoint .*evil.ckpt"):
         safe_load(path)
     assert not marker.exists()
     torch.load(path, weights_only=False)  # the same file under plain pickle runs its code:
@@ -232,11 +233,29 @@ def test_resume_from_an_unsafe_last_ckpt_executes_nothing(saved_run, tmp_path):
     evil_checkpoint(saved_run / "checkpoints" / "last.ckpt", marker)
     cfg = OmegaConf.load(saved_run / "config.yaml")
     cfg.resume = str(saved_run)
-    with pytest.raises(UserError, match="weights_only=True"):
+    with pytest.raises(UserError, match=r"no checkpoint in .* can be loaded \(last.ckpt\).*nothing was deleted"):
         prepare_resume(cfg, saved_run)
     out = python([f"resume={saved_run}"], tmp_path)
-    assert out.returncode == 1 and "cannot load checkpoint" in out.stderr and "Traceback" not in out.stderr
-    assert not marker.exists()
+    assert out.returncode == 1 and "can be loaded" in out.stderr and "Traceback" not in out.stderr
+    assert not marker.exists() and (saved_run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_resume_without_a_usable_last_ckpt_continues_from_the_best_and_keeps_it(tiny_run, tmp_path, damage):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "metrics.json").unlink()  # as if killed after its last epoch's checkpoints
+    last = run / "checkpoints" / "last.ckpt"
+    if damage == "missing":
+        last.unlink()
+    else:
+        last.write_bytes(last.read_bytes()[:1000])
+    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1
+    cfg = OmegaConf.load(run / "config.yaml")
+    cfg.resume = str(run)
+    assert prepare_resume(cfg, run) == str(best[0])
+    assert best[0].is_file(), "the best checkpoint of a finished epoch was deleted"
 
 
 # ---- signals in a sweep -------------------------------------------------------------------

@@ -132,7 +132,7 @@ def test_same_seed_same_weights():
 def test_module_optimizer_and_predict_step():
     from functools import partial
 
-    from handgestures.module import HandGestureClassifier
+    from handgestures.training.module import HandGestureClassifier
 
     module = HandGestureClassifier(CarlosNet(), optimizer=partial(torch.optim.SGD, lr=0.02, momentum=0.5))
     opt = module.configure_optimizers()

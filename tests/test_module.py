@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from handgestures.module import HandGestureClassifier
+from handgestures.training.module import HandGestureClassifier
 
 
 class Recorder(L.Callback):

@@ -14,8 +14,8 @@ import pytest
 from helpers import ROOT
 from PIL import Image
 
-from handgestures.report import SLIDES, build_report, main
-from handgestures.train import resolve_precision
+from handgestures.analysis.report import SLIDES, build_report, main
+from handgestures.training.train import resolve_precision
 
 MODELS = ("carlosnet", "ivannet")
 DATASETS = ("base", "augmented")

@@ -5,8 +5,8 @@ import json
 
 import yaml
 
-from handgestures.report import build_report
-from handgestures.study import recipe_differences
+from handgestures.analysis.report import build_report
+from handgestures.analysis.study import recipe_differences
 
 STUDY_CONFIG = {
     "seed": 0, "epochs": 10, "batch_size": 32,

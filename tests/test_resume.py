@@ -104,7 +104,7 @@ def test_tensorboard_curves_have_every_epoch_once(kill_mid_epoch_then_term, unin
     curves = {}
     for folder in (run_dir, uninterrupted):
         curves[folder] = {}
-        for split in ("train", "val"):  # one sub-run per split (handgestures.tb_layout)
+        for split in ("train", "val"):  # one sub-run per split (handgestures.training.tb_layout)
             acc = EventAccumulator(str(folder / "tensorboard" / split), size_guidance={"scalars": 0})
             acc.Reload()
             for tag in ("curves/loss", "curves/accuracy"):

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from handgestures import run_record
-from handgestures.run_record import dumps, read_json, write_json
+from handgestures.runfolder import record as run_record
+from handgestures.runfolder.record import dumps, read_json, write_json
 
 
 def test_non_finite_numbers_become_null_and_the_text_is_strict_json(tmp_path):
@@ -37,7 +37,7 @@ def test_read_json_accepts_old_bare_nan(tmp_path):
 
 def test_stamp_is_stable_in_a_process_and_differs_between_processes():
     assert run_record.run_stamp() == run_record.run_stamp()
-    code = "from handgestures.run_record import run_stamp; print(run_stamp())"
+    code = "from handgestures.runfolder.record import run_stamp; print(run_stamp())"
     env = {k: v for k, v in __import__("os").environ.items() if k != "HANDGESTURES_RUN_STAMP"}
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
              for _ in range(4)]  # fmt: skip
@@ -49,6 +49,6 @@ def test_stamp_is_stable_in_a_process_and_differs_between_processes():
 def test_a_child_of_the_launcher_inherits_its_stamp():
     """A joblib worker (a child process) must resolve its parent's sweep folder."""
     parent = run_record.run_stamp()
-    code = "from handgestures.run_record import run_stamp; print(run_stamp())"
+    code = "from handgestures.runfolder.record import run_stamp; print(run_stamp())"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert child == parent

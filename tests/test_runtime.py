@@ -3,7 +3,7 @@
 from helpers import TINY, compose_train
 
 import handgestures.runtime as runtime
-import handgestures.train as train_module
+import handgestures.training.train as train_module
 
 
 def test_moved_names_stay_importable_from_their_old_modules():

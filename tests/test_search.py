@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 optuna = pytest.importorskip("optuna", reason="the search extra is not installed")
 
-from handgestures.search import INTERRUPTED, JOURNAL_FILE, RESULTS_FILE, distribution, search_space  # noqa: E402
+from handgestures.launch.search import INTERRUPTED, JOURNAL_FILE, RESULTS_FILE, distribution, search_space  # noqa: E402
 
 TINY = [
     "hparams_search=optuna", "hydra.sweeper.n_trials=3", "epochs=1", "data.builtin_size=240",

@@ -1,4 +1,4 @@
-"""handgestures.stats: t intervals, paired differences, protocols; the report's use of them."""
+"""handgestures.analysis.stats: t intervals, paired differences, protocols; the report's use of them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,16 @@ import statistics
 import pytest
 from test_report import md_table, read_csv, write_run
 
-from handgestures.report import build_report
-from handgestures.runs import load_runs
-from handgestures.stats import differences_md, mean_ci, paired_difference, paired_differences, t_quantile, tag_protocols
+from handgestures.analysis.report import build_report
+from handgestures.analysis.runs import load_runs
+from handgestures.analysis.stats import (
+    differences_md,
+    mean_ci,
+    paired_difference,
+    paired_differences,
+    t_quantile,
+    tag_protocols,
+)
 
 
 @pytest.mark.parametrize(("df", "published"), [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)])

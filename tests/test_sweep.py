@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from handgestures.report import build_report
+from handgestures.analysis.report import build_report
 
 TINY_SWEEP = [
     "epochs=1", "data.builtin_size=240", "data.eval_batch_size=64", "trainer.limit_train_batches=2",

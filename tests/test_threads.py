@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from handgestures import threads
+from handgestures.launch import threads
 
 
 def test_policy_values_and_a_clear_error():

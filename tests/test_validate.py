@@ -9,7 +9,7 @@ from helpers import ROOT, TINY, compose_train
 from omegaconf import OmegaConf, open_dict
 
 from handgestures.errors import UserError
-from handgestures.validate import allowed_top_level_keys, validate_config
+from handgestures.training.validate import allowed_top_level_keys, validate_config
 
 BAD = [  # (key, value as an override gives it, text the message must hold); "+" adds a key
     ("epochs", -1, "epochs=-1: expected an integer >= 1"),

@@ -1,7 +1,10 @@
-"""Data: the Fingers folder reader, the built-in hands, Keras augmentation, the DataModule.
+"""Data: the Fingers folder reader, the built-in hands, splits, Keras augmentation, the DataModule.
 
 Names are imported lazily, so ``import handgestures.data.augment`` stays light (no
-Lightning import) for users who only want the transform.
+Lightning import) for users who only want the transform. DDP's per-rank samplers live in
+:mod:`.samplers` beside the epoch shuffle.
+
+May import: only the shared leaves (errors, runtime); nothing else of the package.
 """
 
 from importlib import import_module

@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
 from handgestures.data.augment import KerasAugmentation
@@ -31,10 +32,9 @@ from handgestures.data.augment.batch import KERAS_PARAM_NAMES  # noqa: F401  (re
 from handgestures.data.cache import ImageSet
 from handgestures.data.grouping import SPLIT_KINDS, make_split
 from handgestures.data.problems import check_splits
-from handgestures.data.samplers import EpochBatchSampler, EpochShuffle
+from handgestures.data.samplers import EpochBatchSampler, EpochShuffle, distributed_batches
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS
-from handgestures.distributed import distributed_batches
 from handgestures.runtime import back_with_huge_pages
 
 log = logging.getLogger(__name__)
@@ -253,3 +253,8 @@ class FingersDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.augmentation.generator.set_state(state["aug_generator"])
+
+
+def build_datamodule(data_cfg: Any) -> FingersDataModule:
+    """The DataModule of a ``data`` config (conf/data; every key is an argument of its ``_target_``)."""
+    return instantiate(data_cfg, _convert_="all")

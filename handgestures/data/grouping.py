@@ -28,7 +28,12 @@ import torch.nn.functional as F
 
 from handgestures.data.split import SPLITS, stratified_split
 
-SPLIT_KINDS = ("random", "grouped")
+# data.split's values, each with what it means (checkpoints and model cards quote it)
+SPLIT_KINDS = {
+    "random": "stratified by class and hand: 4/6 train, 1/6 val, 1/6 test (the study's split)",
+    "grouped": "near-duplicate groups kept within one set, stratified by class and hand as far as the groups "
+    "allow: 4/6 train, 1/6 val, 1/6 test",
+}
 # RMS grey levels on 16x16 thumbnails: on the real images 99% of the nearest same-label
 # distances lie below it and none of the nearest other-label ones (handgestures-leakage
 # prints both distributions; docs/leakage.md gives the figures)

@@ -16,21 +16,14 @@ from pathlib import Path
 
 import torch
 
-from handgestures.errors import UserError
+from handgestures.data.cache import default_cache_dir
+from handgestures.errors import BadDataError, NoImagesError, UserError  # noqa: F401  (importable from here)
 
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip")
 SHOWN = 20  # bad files listed on screen; the CSV has them all
 CLASS_LABELS = [f"{i} fingers" for i in range(6)]
-
-
-class BadDataError(UserError, ValueError):
-    """The data cannot train a network as it is: bad files, or a split that would not work."""
-
-
-class NoImagesError(UserError, FileNotFoundError):
-    """``data.root`` is not a folder, or holds no readable Fingers image."""
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path | None:
@@ -131,6 +124,4 @@ def check_splits(splits: dict[str, torch.Tensor], labels: torch.Tensor, num_clas
 
 
 def default_report_dir(cache_dir: str | os.PathLike | None) -> Path:
-    from handgestures.data.cache import default_cache_dir
-
     return (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "reports"

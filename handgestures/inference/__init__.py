@@ -1,6 +1,10 @@
-"""Using a trained model: predict, evaluate, export, model card and demo.
+"""Using a trained model: predict, evaluate, export and demo (the model card is the run folder's).
 
-Names are imported lazily, so ``handgestures.train`` importing the model card writer does
+May import: :mod:`handgestures.training` (loading a module), :mod:`handgestures.runfolder`,
+:mod:`handgestures.data`, :mod:`handgestures.models` and the shared leaves; never
+:mod:`handgestures.launch` or :mod:`handgestures.analysis`.
+
+Names are imported lazily, so ``handgestures.training.train`` importing the model card writer does
 not pull in onnxruntime or gradio.
 """
 
@@ -12,7 +16,7 @@ _EXPORTS = {
     "predict_files": "handgestures.inference.predictor",
     "evaluate": "handgestures.inference.evaluate",
     "export_onnx": "handgestures.inference.export",
-    "write_model_card": "handgestures.inference.card",
+    "write_model_card": "handgestures.runfolder.card",
     "build_demo": "handgestures.inference.demo",
 }
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from handgestures.checkpoint import CheckpointError
+from handgestures import CONF_DIR
+from handgestures.errors import CheckpointError
 
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = str(CONF_DIR)
 OUTPUTS = ("text", "json", "csv")
 EXIT_FAILED_INPUTS, EXIT_ERROR = 1, 2
 
@@ -37,8 +38,12 @@ def _required(cfg: DictConfig, key: str, what: str) -> str:
 
 def run_predict(cfg: DictConfig) -> int:
     """Predictions for ``inputs`` (an image or a folder); returns the exit status (1 if any failed)."""
-    from handgestures.inference.predictor import PredictionRun, load_predictor, predict_files
-    from handgestures.inference.preprocess import SUMMARY, list_inputs
+    from handgestures.inference.predictor import (  # torch/onnx/gradio after the arguments are checked
+        PredictionRun,
+        load_predictor,
+        predict_files,
+    )
+    from handgestures.inference.preprocess import SUMMARY, list_inputs  # torch, after the arguments are checked
 
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
     inputs = _required(cfg, "inputs", "an image file or a folder of images")
@@ -93,8 +98,8 @@ def run_predict(cfg: DictConfig) -> int:
 
 def run_eval(cfg: DictConfig) -> int:
     """eval.json and confusion PNGs in ``output_dir`` for ``ckpt`` on ``data.root`` / ``split``."""
-    from handgestures.inference.evaluate import evaluate as run
-    from handgestures.inference.evaluate import format_result, write_evaluation
+    from handgestures.inference.evaluate import evaluate as run  # torch/onnx/gradio after the arguments are checked
+    from handgestures.inference.evaluate import format_result, write_evaluation  # (as above)
 
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
     root = (cfg.get("data") or {}).get("root")
@@ -112,15 +117,15 @@ def run_eval(cfg: DictConfig) -> int:
 
 
 def load(ckpt: str, precision):
-    from handgestures.inference.predictor import load_predictor
+    from handgestures.inference.predictor import load_predictor  # torch/onnx/gradio after the arguments are checked
 
     return load_predictor(ckpt, precision=precision)
 
 
 def run_export(cfg: DictConfig) -> int:
     """``format=onnx``: the checkpoint's network as an ONNX file, checked in onnxruntime."""
-    from handgestures.checkpoint import resolve_checkpoint
-    from handgestures.inference.export import export_onnx
+    from handgestures.inference.export import export_onnx  # torch/onnx/gradio after the arguments are checked
+    from handgestures.runfolder.checkpoints import resolve_checkpoint  # torch, after the arguments are checked
 
     ckpt = _required(cfg, "ckpt", "a checkpoint or a run folder")
     if str(cfg.format) != "onnx":
@@ -138,7 +143,7 @@ def run_export(cfg: DictConfig) -> int:
 
 
 def run_demo(cfg: DictConfig) -> int:
-    from handgestures.inference.demo import launch
+    from handgestures.inference.demo import launch  # torch/onnx/gradio after the arguments are checked
 
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
     try:

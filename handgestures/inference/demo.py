@@ -19,14 +19,12 @@ import torch
 from PIL import Image
 
 from handgestures.data.augment import apply_keras_transform, sample_keras_params
-from handgestures.data.datamodule import KERAS_PARAM_NAMES
+from handgestures.data.augment.params import KerasParams, study_params
+from handgestures.data.hands import generate_hands
 from handgestures.inference.predictor import Predictor, load_predictor
 from handgestures.inference.preprocess import IMAGE_SIZE, SUMMARY, decode, list_inputs, to_tensor
 
 MAX_EXAMPLES = 12
-# the study's augmentation, for a model whose description records none
-STUDY_AUGMENTATION = {"rotation_range": 90, "width_shift_range": 0.2, "height_shift_range": 0.2, "zoom_range": 0.2,
-                      "horizontal_flip": True, "vertical_flip": True}  # fmt: skip
 
 
 def count_label(name: str) -> str:
@@ -38,8 +36,10 @@ class DemoModel:
 
     def __init__(self, predictor: Predictor, seed: int = 0) -> None:
         self.predictor = predictor
-        augmentation = dict((predictor.description.get("data") or {}).get("augmentation") or STUDY_AUGMENTATION)
-        self.keras_params = {k: v for k, v in augmentation.items() if k in KERAS_PARAM_NAMES}
+        # the model's recorded augmentation, else the study's (conf/data/augmented.yaml)
+        augmentation = dict((predictor.description.get("data") or {}).get("augmentation") or {})
+        params = KerasParams.from_mapping(augmentation) if augmentation else study_params()
+        self.keras_params = params.as_kwargs()
         self.warp = {"semantics": augmentation.get("semantics", "keras2"), "fill_mode": augmentation.get("fill_mode", "nearest"),
                      "cval": float(augmentation.get("cval", 0.0)) / 255.0}  # fmt: skip
         self.generator = torch.Generator().manual_seed(int(seed or 0))
@@ -74,8 +74,6 @@ class DemoModel:
 
 def example_files(folder: str | None, out_dir: Path) -> list[str]:
     """Built-in hands written as PNGs in ``out_dir`` (one per count), then images of ``folder``."""
-    from handgestures.data.hands import generate_hands
-
     images, labels, hands = generate_hands(12, seed=7)
     files = []
     for i in torch.argsort(labels * 2 + hands).tolist()[::2]:

@@ -159,7 +159,7 @@ def format_result(result: dict[str, Any]) -> str:
 
 def write_evaluation(result: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
     """eval.json (strict JSON) and one confusion PNG per set in ``out_dir``; the paths written."""
-    from handgestures.plots import confusion_figure, save_figure
+    from handgestures.plots import confusion_figure, save_figure  # matplotlib only when figures are written
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,10 @@ from typing import Any
 
 import torch
 
-from handgestures.checkpoint import load_module
+from handgestures.data.hands import generate_hands
 from handgestures.inference.predictor import ONNX_METADATA_KEY, OnnxPredictor
+from handgestures.models import fused
+from handgestures.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
@@ -40,8 +42,6 @@ DEFAULT_OPSET = 18
 
 def _export(net: torch.nn.Module, path: Path, opset: int) -> None:
     import onnxscript  # noqa: F401  (the dynamo exporter needs it: say so before torch does)
-
-    from handgestures.models import fused
 
     # conv_maxpool2d caches its index tensors (functools.cache): tracing must neither use real
     # ones nor leave traced ones behind for the eager calls that follow in this process
@@ -78,8 +78,6 @@ def check_parity(onnx_path: Path, net: torch.nn.Module, images: torch.Tensor) ->
 
 
 def _check_images(n: int) -> torch.Tensor:
-    from handgestures.data.hands import generate_hands
-
     images, _, _ = generate_hands(12 * -(-n // 12), seed=123)
     return images[:n].float() / 255
 

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from handgestures.checkpoint import CheckpointError, load_module, resolve_checkpoint
+from handgestures.errors import CheckpointError
 from handgestures.inference.preprocess import decode_many, to_tensor
+from handgestures.runfolder.checkpoints import resolve_checkpoint
+from handgestures.training.checkpoint import load_module
 
 ONNX_METADATA_KEY = "handgestures"
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}

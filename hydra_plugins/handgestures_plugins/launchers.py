@@ -5,7 +5,7 @@ launcher's ``checkpoint`` in the job's process and requeues what it returns. The
 own ``checkpoint`` requeues the same job with the same overrides, so the requeued job would
 find its folder holding a run and refuse, or start again. Here the requeued job gets
 ``resume=<its run folder>``: it continues from the last epoch-end checkpoint
-(``handgestures.resume``), replaying the interrupted epoch.
+(``handgestures.runfolder.resume``), replaying the interrupted epoch.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Hydra sweeper of ``hparams_search=optuna``: trials of a current Optuna, run by any launcher.
 
-The logic is in :mod:`handgestures.search`; this class only plugs it into Hydra.
+The logic is in :mod:`handgestures.launch.search`; this class only plugs it into Hydra.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class OptunaJournalSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from handgestures.search import run_search
+        from handgestures.launch.search import run_search
 
         assert self.config is not None
         return run_search(self.launcher, Path(str(self.config.hydra.sweep.dir)), arguments, self.params,

@@ -12,15 +12,11 @@ from typing import Any
 
 import torch
 
+from handgestures.data.augment.params import KERAS_PARAM_NAMES  # noqa: E402, F401  (importable from here)
 from handgestures.data.augment.sampling import sample_keras_params
 from handgestures.data.augment.transform import KerasRandomAffine
 from handgestures.data.augment.warp import apply_keras_transform
 
-#: ``ImageDataGenerator`` arguments a config may give, the study's among them.
-KERAS_PARAM_NAMES = (
-    "rotation_range", "width_shift_range", "height_shift_range", "shear_range",
-    "zoom_range", "horizontal_flip", "vertical_flip",
-)  # fmt: skip
 WARP_OPTION_NAMES = ("fill_mode", "cval", "semantics")
 
 

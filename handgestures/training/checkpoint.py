@@ -16,29 +16,23 @@ never from an arbitrary ``_target_`` a file names.
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
-import pickle
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 import handgestures
+from handgestures.data.grouping import SPLIT_KINDS
+from handgestures.errors import CheckpointError
+from handgestures.runfolder.checkpoints import resolve_checkpoint, run_dir_of, safe_load
+from handgestures.training.module import HandGestureClassifier
 
 CLASS_NAMES = [str(i) for i in range(6)]
-ALLOWED_NET_PACKAGE = "handgestures.models"
 DESCRIPTION_FORMAT = 1
 # Kept out of the description: where the decoded-image cache lives is the user's business
 DATA_KEYS_NOT_RECORDED = ("cache_dir", "epochs", "_target_")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint (or a run folder) that cannot be used, with the reason."""
 
 
 def plain(value: Any) -> Any:
@@ -70,13 +64,14 @@ def describe_run(cfg: DictConfig) -> dict[str, Any]:
     if data.get("root"):
         data["root"] = os.path.abspath(os.path.expanduser(str(data["root"])))
     info = plain(cfg.get("run_info") or {})
+    split = str(cfg.data.get("split", "random"))
     description = {
         "format": DESCRIPTION_FORMAT,
         "version": handgestures.__version__,
         "class_names": CLASS_NAMES[: int(cfg.model.get("num_classes", 6))],
         "preprocessing": preprocessing(int(cfg.data.get("image_size", 128))),
         "source": data.get("root") or "built-in hands",
-        "split": "stratified by class and hand: 4/6 train, 1/6 val, 1/6 test (handgestures.data.split)",
+        "split": f"{split}: {SPLIT_KINDS.get(split, 'unknown')}",
         "data": data,
         "model_choice": info.get("model"),
         "data_choice": info.get("data"),
@@ -87,96 +82,6 @@ def describe_run(cfg: DictConfig) -> dict[str, Any]:
         "optimizer": plain(cfg.optimizer),
     }
     return {"net_spec": plain(cfg.model), "description": description}
-
-
-def build_net(spec: Mapping[str, Any]) -> torch.nn.Module:
-    """The network of ``spec`` (``_target_`` + arguments); only classes of handgestures.models."""
-    spec = dict(spec)
-    target = spec.pop("_target_", None)
-    if not isinstance(target, str) or not target.startswith(ALLOWED_NET_PACKAGE + "."):
-        raise CheckpointError(
-            f"network _target_ {target!r} is not allowed: expected a class of {ALLOWED_NET_PACKAGE} "
-            "(for example handgestures.models.CarlosNet)"
-        )
-    module_name, _, name = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"network _target_ {target!r} does not exist: {err}") from err
-    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-        raise CheckpointError(f"network _target_ {target!r} is not an nn.Module class")
-    return cls(**{k: v for k, v in spec.items() if not k.startswith("_")})
-
-
-def safe_load(path: str | os.PathLike) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` on the CPU; a clear error instead of any code run."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"refusing to load checkpoint {str(path)!r}: it holds objects other than tensors and plain data, "
-            f"which unpickling would have to run code to build (nothing was run). torch.load said: {first}"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r} is not a readable PyTorch checkpoint: {err}") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds no state_dict: not a Lightning checkpoint")
-    return checkpoint
-
-
-_VAL_ACC = re.compile(r"val_acc(?P<acc>[0-9.]+?)\.ckpt$")
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint or ONNX file itself, or a run folder's best checkpoint.
-
-    In a run folder: metrics.json's ``best_checkpoint`` (also looked for under the folder's
-    ``checkpoints/`` when the run was moved), else the ``best-*val_acc*.ckpt`` with the highest
-    validation accuracy in its name, else ``checkpoints/last.ckpt``, else a single ``*.onnx``.
-    """
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise CheckpointError(f"ckpt={str(path)!r} is neither a checkpoint file nor a run folder")
-    metrics = path / "metrics.json"
-    if metrics.is_file():
-        try:
-            best = json.loads(metrics.read_text()).get("best_checkpoint")
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{metrics} is not valid JSON: {err}") from None
-        if best:
-            for candidate in (Path(best), path / "checkpoints" / Path(best).name):
-                if candidate.is_file():
-                    return candidate
-    folder = path / "checkpoints"
-    scored = []
-    for file in folder.glob("best-*.ckpt") if folder.is_dir() else []:
-        match = _VAL_ACC.search(file.name)
-        scored.append((float(match["acc"].rstrip(".")) if match else -1.0, file.name, file))
-    if scored:
-        return max(scored)[2]
-    if (folder / "last.ckpt").is_file():
-        return folder / "last.ckpt"
-    onnx_files = sorted(path.glob("*.onnx"))
-    if len(onnx_files) == 1:
-        return onnx_files[0]
-    raise CheckpointError(
-        f"run folder {str(path)!r} has no checkpoint: looked for metrics.json's best_checkpoint, "
-        "checkpoints/best-*.ckpt, checkpoints/last.ckpt and a single *.onnx"
-    )
-
-
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run folder a checkpoint lies in (``<run>/checkpoints/x.ckpt``), if it looks like one."""
-    for folder in (checkpoint.parent.parent, checkpoint.parent):
-        if (folder / "config.yaml").is_file() or (folder / "metrics.json").is_file():
-            return folder
-    return None
 
 
 def hyperparameters(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -200,8 +105,6 @@ def hyperparameters(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Any]
 
 def load_module(path: str | os.PathLike, eval_names: list[str] | None = None):
     """``(module, description)`` from a checkpoint file or run folder, in eval mode on the CPU."""
-    from handgestures.module import HandGestureClassifier
-
     file = resolve_checkpoint(path)
     if file.suffix == ".onnx":
         raise CheckpointError(f"{str(file)!r} is an ONNX file, not a PyTorch checkpoint")

@@ -122,7 +122,7 @@ def augmentation_figure(grid: torch.Tensor, n_augmented: int, image_size: int):
     The first column is the original image, the others augmented copies: the title and the
     column labels say so, since the picture alone does not.
     """
-    from handgestures.plots import plt
+    from handgestures.plots import plt  # matplotlib only when a figure is drawn
 
     height, width = grid.shape[-2:]
     fig, ax = plt.subplots(figsize=(1.1 * (n_augmented + 1), 1.1 * height / width * (n_augmented + 1) + 0.5), dpi=110)

@@ -27,8 +27,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from handgestures import run_record as rr
-from handgestures.errors import UserError
+from handgestures.errors import Interrupted, RunDiverged, UserError
+from handgestures.runfolder import record as rr
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +44,12 @@ RESULT_FILES = (
 RESULT_DIRS = (rr.CHECKPOINT_DIR, "tensorboard")
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the run; ``exit_code`` is 128 + the signal number."""
-
-    def __init__(self, signum: int, progress: dict[str, Any] | None = None) -> None:
-        self.signum, self.progress = int(signum), progress or {}
-        self.exit_code = 128 + self.signum
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-
-
 def run_progress(trainer: L.Trainer) -> dict[str, Any]:
     """Epochs completed and the best checkpoint so far, for the record of a run that stopped."""
     ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     score = ckpt.best_model_score if best else None
+    best = rr.in_folder(best, trainer.default_root_dir)
     return {rr.KEY_EPOCHS_RUN: int(trainer.current_epoch), rr.KEY_BEST_CHECKPOINT: best,
             rr.KEY_BEST_VAL_ACC: float(score) if score is not None else None}  # fmt: skip
 
@@ -203,8 +195,6 @@ def _update_metrics(folder: Path, identity: dict[str, Any], updates: dict[str, A
 
 def record_stop(folder: Path, identity: dict[str, Any], err: BaseException, wrote_metrics: bool) -> int:
     """Writes the record of a run that ``err`` stopped; returns the exit code it asks for."""
-    from handgestures.guards import RunDiverged  # noqa: PLC0415 (guards imports Lightning callbacks only)
-
     epochs = _epochs_in_csv(folder / rr.EPOCHS_FILE)
     if isinstance(err, Interrupted):
         command = resume_command(folder)

@@ -18,20 +18,15 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from handgestures import run_record as rr
-from handgestures.callbacks import tensorboard_writer
-from handgestures.checkpoint import describe_run
-from handgestures.console import quiet_framework_noise
-from handgestures.data.datamodule import FingersDataModule
+from handgestures.data.datamodule import FingersDataModule, build_datamodule
 from handgestures.data.grouping import write_split_csv
 from handgestures.errors import UserError
-from handgestures.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
-from handgestures.inference.card import write_model_card
-from handgestures.lifecycle import StopOnSignal
-from handgestures.module import HandGestureClassifier
-from handgestures.plots import CLASS_NAMES, confusion_figure
-from handgestures.resume import RandomStates, prepare_resume
-from handgestures.run_record import write_json  # noqa: F401 (strict JSON, atomic; also importable from here)
+from handgestures.plots import confusion_figure
+from handgestures.runfolder import record as rr
+from handgestures.runfolder.card import write_model_card
+from handgestures.runfolder.lifecycle import StopOnSignal
+from handgestures.runfolder.record import write_json  # noqa: F401 (strict JSON, atomic; also importable from here)
+from handgestures.runfolder.resume import FollowMovedFolder, RandomStates, prepare_resume
 from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here)
     AUTO_PRECISION,
     configure_process,
@@ -40,11 +35,14 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_config_precision,
     resolve_precision,
 )
-from handgestures.tb_layout import CONFUSION_TAG, tensorboard_logger, write_final
+from handgestures.training.callbacks import tensorboard_writer
+from handgestures.training.checkpoint import describe_run
+from handgestures.training.console import quiet_framework_noise
+from handgestures.training.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
+from handgestures.training.module import HandGestureClassifier
+from handgestures.training.tb_layout import CONFUSION_TAG, tensorboard_logger, write_final
 
 log = logging.getLogger(__name__)
-
-NOT_DATAMODULE_ARGS = ("epochs",)
 
 
 class FirstStepTimer(L.Callback):
@@ -65,11 +63,6 @@ def trained_images(trainer: L.Trainer, datamodule: FingersDataModule) -> int:
         return 0
     per_epoch = min(n, int(trainer.num_training_batches) * batch * trainer.world_size)  # DDP: all processes
     return per_epoch * trainer.current_epoch
-
-
-def build_datamodule(data_cfg: DictConfig) -> FingersDataModule:
-    kwargs = {k: v for k, v in data_cfg.items() if k not in NOT_DATAMODULE_ARGS}
-    return instantiate(OmegaConf.create(kwargs), _convert_="all")
 
 
 def run_name(cfg: DictConfig) -> dict[str, Any]:
@@ -122,7 +115,12 @@ def build_run(
     )  # fmt: skip
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
-    callbacks += [RandomStates(), StopOnSignal(), *guard_callbacks(cfg, module.hparams.num_classes)]
+    callbacks += [
+        RandomStates(),
+        FollowMovedFolder(),
+        StopOnSignal(),
+        *guard_callbacks(cfg, module.hparams.num_classes),
+    ]
     if cfg.trainer.get("enable_progress_bar") is False:  # the flag wins over a configured bar
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -154,13 +152,13 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         rr.KEY_STATUS: rr.STATUS_TRAINED,
         "precision": str(cfg.trainer.precision),
         rr.KEY_EPOCHS_RUN: trainer.current_epoch,
-        rr.KEY_BEST_CHECKPOINT: best,
+        rr.KEY_BEST_CHECKPOINT: rr.in_folder(best, out_dir),
         rr.KEY_BEST_VAL_ACC: float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
         "data_source": datamodule.data.source if datamodule.data is not None else None,
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
-        rr.KEY_RESUMED_FROM: resume_from,
+        rr.KEY_RESUMED_FROM: rr.in_folder(resume_from, out_dir),
     }  # fmt: skip
     watch = next(c for c in trainer.callbacks if isinstance(c, CollapseWatch))
     note = mark_last_checkpoint(out_dir, watch)  # last.ckpt is not the model to use after a collapse
@@ -173,10 +171,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in eval_names}
     confusion = {k: v.tolist() for k, v in module.confusion.items()}
-    per_class = {
-        k: {CLASS_NAMES[i]: (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(m)}  # None: no images
-        for k, m in confusion.items()
-    }
+    per_class = rr.per_class_accuracy(confusion)
     result.update(
         status=rr.STATUS_DONE, metrics=metrics, per_class_acc=per_class, confusion=confusion,
         eval_seconds=round(time.perf_counter() - eval_start, 2),

@@ -19,6 +19,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from handgestures.models.build import build_net
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
@@ -40,9 +42,9 @@ class HandGestureClassifier(L.LightningModule):
             convolutions on CPU with bf16, and on GPUs).
         net_spec: the network as Hydra ``_target_`` + arguments; saved in checkpoints, and
             ``net`` is built from it when omitted, so ``load_from_checkpoint(path)`` needs
-            no other argument (see :mod:`handgestures.checkpoint`).
+            no other argument (see :mod:`handgestures.training.checkpoint`).
         description: what a checkpoint says about its run (classes, preprocessing, data,
-            seed, epochs, precision, version: :func:`handgestures.checkpoint.describe_run`).
+            seed, epochs, precision, version: :func:`handgestures.training.checkpoint.describe_run`).
     """
 
     def __init__(
@@ -60,8 +62,6 @@ class HandGestureClassifier(L.LightningModule):
         if net is None:
             if net_spec is None:
                 raise ValueError("HandGestureClassifier needs a net, or a net_spec (_target_ + arguments) to build it")
-            from handgestures.checkpoint import build_net
-
             net = build_net(net_spec)
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer or _sgd
@@ -151,7 +151,7 @@ class HandGestureClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         # not sent to the logger here: "train/acc" would collide with the training curve;
-        # train() writes the final metrics to TensorBoard (handgestures.tb_layout.write_final)
+        # train() writes the final metrics to TensorBoard (handgestures.training.tb_layout.write_final)
         for name in self.eval_names:
             key = f"set_{name}"
             if self.eval_loss[key].update_count == 0:

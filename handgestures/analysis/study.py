@@ -1,6 +1,6 @@
 """The study being reproduced: its grid of runs, its three tables, and the slides' values.
 
-Data only, no rendering (``handgestures.report`` renders it): what the original study ran
+Data only, no rendering (``handgestures.analysis.report`` renders it): what the original study ran
 (two networks x two data variants), which metrics each table of its slides shows, and the
 values the slides published. ``docs/study.md`` describes the study in full.
 """
@@ -8,6 +8,10 @@ values the slides published. ``docs/study.md`` describes the study in full.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import yaml
+
+from handgestures import CONF_DIR
 
 MODELS = {"carlosnet": "CarlosNet", "ivannet": "IvanNet"}
 DATASETS = ("base", "augmented")
@@ -55,11 +59,17 @@ SLIDES: dict[str, dict[str, tuple[float, ...]]] = {
 }
 
 
-# The study's recipe (docs/study.md): what a run must match to be compared with the slides.
-STUDY_EPOCHS = {"base": 10, "augmented": 30}
-STUDY_BATCH_SIZE = 32
-STUDY_LR, STUDY_MOMENTUM = 0.01, 0.0
-STUDY_SPLIT = "random"  # the slides' stratified 4/6-1/6-1/6 split (data.split, where configured)
+def _conf(name: str) -> dict:
+    return yaml.safe_load((CONF_DIR / name).read_text()) or {}
+
+
+# The study's recipe (docs/study.md): what a run must match to be compared with the slides,
+# read from the configs that run it (conf/), so the numbers live in one place.
+STUDY_EPOCHS = {variant: int(_conf(f"data/{variant}.yaml")["epochs"]) for variant in DATASETS}
+STUDY_BATCH_SIZE = int(_conf("train.yaml")["batch_size"])
+STUDY_LR = float(_conf("optimizer/sgd.yaml")["lr"])
+STUDY_MOMENTUM = float(_conf("optimizer/sgd.yaml")["momentum"])
+STUDY_SPLIT = str(_conf("data/augmented.yaml")["data"]["split"])  # the slides' stratified 4/6-1/6-1/6 split
 BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
 
 

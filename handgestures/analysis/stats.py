@@ -23,10 +23,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from handgestures.study import MODELS
+from handgestures.analysis.study import MODELS
+from handgestures.data.grouping import SPLIT_KINDS
 
 CONFIDENCE = 0.95
-PROTOCOLS = ("random", "grouped")  # data.split values; random is the study's
+PROTOCOLS = tuple(SPLIT_KINDS)  # data.split values; random is the study's
 GENERALISATION_KEYS = ("train_aug/acc", "val_aug/acc", "test_aug/acc")
 
 

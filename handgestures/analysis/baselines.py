@@ -25,12 +25,14 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from handgestures import CONF_DIR
+from handgestures.data.datamodule import build_datamodule
 from handgestures.data.grouping import nearest, thumbnails, write_split_csv
-from handgestures.plots import CLASS_NAMES
+from handgestures.runfolder.record import per_class_accuracy, write_json
 
 log = logging.getLogger(__name__)
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CONF = str(CONF_DIR)
 
 HAND_LEVEL = 110  # grey level: a pixel above it counts as hand (backgrounds stay below, skin above)
 NEIGHBOURS = 25
@@ -124,17 +126,11 @@ def result_of(predictions: dict[str, tuple[torch.Tensor, torch.Tensor | None]], 
         metrics[f"{name}/loss"] = (float(F.nll_loss(probs.clamp_min(1e-12).log(), labels)) if probs is not None
                                    else None)  # fmt: skip
         confusion[name] = confusion_of(pred, labels)
-    per_class = {
-        k: {CLASS_NAMES[i]: row[i] / max(1, sum(row)) for i, row in enumerate(m)} for k, m in confusion.items()
-    }
-    return {"metrics": metrics, "per_class_acc": per_class, "confusion": confusion}
+    return {"metrics": metrics, "per_class_acc": per_class_accuracy(confusion), "confusion": confusion}
 
 
 def run_baselines(cfg: DictConfig, out_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Fits both baselines on the training split of ``cfg.data``, writes one run folder each; returns their results."""
-    from handgestures.run_record import write_json
-    from handgestures.train import build_datamodule
-
     started = time.perf_counter()
     out_dir = Path(out_dir)
     if "paths" in cfg:

@@ -27,7 +27,7 @@ import torch
 from handgestures.data import grouping
 from handgestures.data.sources import load_images
 from handgestures.data.split import stratified_split
-from handgestures.run_record import write_json
+from handgestures.runfolder.record import write_json
 
 QUANTILES = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 UNCAPPED = 10**9  # max_group for plain single linkage
@@ -131,7 +131,7 @@ def analyse(
 
 
 def histogram_figure(arrays: dict[str, torch.Tensor], threshold: float, path: Path) -> Path:
-    from handgestures.plots import plt
+    from handgestures.plots import plt  # matplotlib only when a figure is drawn
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     finite = [arrays[k][torch.isfinite(arrays[k])].numpy() for k in ("same", "other")]

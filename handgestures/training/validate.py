@@ -24,17 +24,18 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from handgestures import CONF_DIR
+from handgestures.data.augment.batch import WARP_OPTION_NAMES
+from handgestures.data.augment.params import KERAS_PARAM_NAMES
+from handgestures.data.grouping import SPLIT_KINDS
 from handgestures.errors import UserError
+from handgestures.runfolder import record as rr
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 SEED_MAX = 2**32 - 1  # Lightning's seed_everything replaces larger seeds by a random one
 IMAGE_SIZE = 128  # the networks' input size
 MIN_BUILTIN = 72  # 6 per (class, hand): one image of every class in validation and test
-AUGMENTATION_KEYS = (
-    "rotation_range", "width_shift_range", "height_shift_range", "shear_range", "zoom_range",
-    "horizontal_flip", "vertical_flip", "fill_mode", "cval", "semantics",
-)  # fmt: skip
+AUGMENTATION_KEYS = (*KERAS_PARAM_NAMES, *WARP_OPTION_NAMES)
 FILL_MODES = ("nearest", "constant")
 SEMANTICS = ("keras2", "kp112", "keras3", "k3")
 ON_ERROR = ("raise", "skip")
@@ -228,7 +229,6 @@ def _check_data(c: _Checker) -> None:
     for key in ("data.huge_pages", "data.augment_train"):
         c.boolean(key)
     c.choice("data.on_error", ON_ERROR)
-    from handgestures.data.grouping import SPLIT_KINDS
 
     c.choice("data.split", SPLIT_KINDS)
     c.check(
@@ -299,8 +299,6 @@ def validate_config(cfg: DictConfig, record_to: str | os.PathLike | None = None)
     try:
         _validate(cfg)
     except UserError as err:
-        from handgestures import run_record as rr
-
         # never beside another run's results: a refused config changes nothing there
         if record_to is not None and not (Path(record_to) / rr.METRICS_FILE).exists():
             Path(record_to).mkdir(parents=True, exist_ok=True)

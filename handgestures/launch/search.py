@@ -2,7 +2,7 @@
 
 Each trial is one job of the Hydra launcher in use (the basic one, joblib, submitit), with
 the trial's parameters as overrides; its value is what the job returns, the best-checkpoint
-validation accuracy (``handgestures.cli.run_job``). The study lives in an Optuna journal
+validation accuracy (``handgestures.launch.cli.run_job``). The study lives in an Optuna journal
 file in the sweep folder (``optuna.journal``: append-only, no database needed), so running
 the same command again continues the search: finished trials count, a trial that was
 running when the search was killed is marked failed and its parameters are tried again

@@ -19,16 +19,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from handgestures import threads
-from handgestures.distributed import check_launch, follow_rank_zero, is_rank_zero, process_count
-from handgestures.errors import UserError
-from handgestures.guards import RunDiverged
-from handgestures.lifecycle import Interrupted, guarded, log_to_file, record_early_failure
-from handgestures.resume import resumed_config
-from handgestures.run_record import EXIT_ERROR, FAILED_FILE
-from handgestures.spawn import run_spawned, wants_spawn
-from handgestures.train import run_name, train
-from handgestures.validate import validate_config
+from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError
+from handgestures.launch import threads
+from handgestures.launch.ddp import run_launched, wants_launch
+from handgestures.launch.job import train_this_rank
+from handgestures.launch.ranks import check_launch, process_count
+from handgestures.runfolder.lifecycle import log_to_file, record_early_failure
+from handgestures.runfolder.record import FAILED_FILE
+from handgestures.runfolder.resume import resumed_config
+from handgestures.training.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +52,11 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
         validate_config(cfg, record_to=hydra_cfg.runtime.output_dir)  # before any data is read
         if cfg.get("resume"):
             cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
-        if wants_spawn(cfg.trainer) and processes > 1:  # trainer=ddp_spawn: each process runs _train_this_rank
+        if wants_launch(cfg.trainer) and processes > 1:  # each launched process runs launch.job.run_rank
             job_logging = OmegaConf.to_container(hydra_cfg.job_logging, resolve=True)
-            metrics = run_spawned(cfg, processes, job_logging, start)
+            metrics = run_launched(cfg, processes, job_logging, start)
         else:
-            metrics = _train_this_rank(cfg, start)
+            metrics = train_this_rank(cfg, start)
     except Interrupted as err:
         raise SystemExit(err.exit_code) from None  # a sweep launches no further job
     except Exception as err:
@@ -75,30 +74,3 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     finally:
         gc.collect()  # a sweep runs its jobs in one process: free this job's data before the next
     return metrics.get(OPTIMIZED_METRIC, math.nan)
-
-
-def _train_this_rank(cfg: DictConfig, start: float) -> dict[str, float]:
-    folder = Path(cfg.paths.output_dir)
-    resume, overwrite = bool(cfg.get("resume")), bool(cfg.get("overwrite", False))
-    if is_rank_zero():
-        return guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
-    return follow_rank_zero(cfg)  # DDP: the first process keeps the run folder; the others write nothing
-
-
-def run_rank(cfg: DictConfig, start: float) -> int:
-    """The job of one process spawned by ``trainer=ddp_spawn`` (:mod:`handgestures.spawn`); its exit code."""
-    try:
-        _train_this_rank(cfg, start)
-    except Interrupted as err:
-        return err.exit_code
-    except Exception as err:
-        if is_rank_zero():
-            log_to_file(f"{type(err).__name__}: {err}", err)
-        if isinstance(err, UserError):
-            print(f"error: {err}", file=sys.stderr)
-        if isinstance(err, (UserError, RunDiverged)):
-            return int(getattr(err, "exit_code", EXIT_ERROR))
-        raise
-    finally:
-        gc.collect()
-    return 0

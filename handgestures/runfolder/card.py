@@ -17,8 +17,10 @@ from typing import Any
 import yaml
 
 import handgestures
+from handgestures import CONF_DIR
+from handgestures.models.build import build_net
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = CONF_DIR
 NOT_OVERRIDES = ("paths", "run_info", "hydra")  # where a run writes, not what it trains
 
 
@@ -93,8 +95,6 @@ def _diff_note(config: dict[str, Any]) -> str:
 
 
 def _parameter_count(model_cfg: dict[str, Any]) -> int:
-    from handgestures.checkpoint import build_net
-
     net = build_net(model_cfg)
     return sum(p.numel() for p in net.parameters())
 

@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from handgestures.errors import EXIT_ERROR, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM  # noqa: F401  (rr.EXIT_*: defined in errors)
+
 # ---- files of a run folder --------------------------------------------------------------
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "failed.json"  # why a job of a sweep failed (error, traceback)
@@ -37,10 +39,9 @@ STATUS_FAILED = "failed"  # an error stopped it
 STATUS_DIVERGED = "diverged"  # a non-finite training loss stopped it
 STATUS_INTERRUPTED = "interrupted"  # SIGINT/SIGTERM stopped it; resumable
 STATUSES = (STATUS_TRAINED, STATUS_DONE, STATUS_FAILED, STATUS_DIVERGED, STATUS_INTERRUPTED)
-FINISHED_STATUSES = (STATUS_DONE,)
 STOPPED_STATUSES = (STATUS_FAILED, STATUS_DIVERGED, STATUS_INTERRUPTED)  # the run ended early
 
-# key names (the values' meaning: handgestures.train.train and docs)
+# key names (the values' meaning: handgestures.training.train.train and docs)
 KEY_STATUS = "status"
 KEY_METRICS = "metrics"  # {"<set>/acc": ..., "<set>/loss": ...} of the best checkpoint
 KEY_ERROR = "error"  # one line: why the run stopped (failed, diverged, interrupted)
@@ -55,10 +56,6 @@ KEY_RESUME_COMMAND = "resume_command"
 KEY_EXIT_CODE = "exit_code"
 
 # exit codes of the entry point
-EXIT_OK = 0
-EXIT_ERROR = 1  # an expected error (UserError), a failed or diverged run, a sweep with failed jobs
-EXIT_SIGINT = 130  # 128 + SIGINT, the shell's convention
-EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 
 def strict(value: Any) -> Any:
@@ -152,3 +149,25 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def per_class_accuracy(confusion: dict[str, list[list[int]]]) -> dict[str, dict[str, float | None]]:
+    """metrics.json's ``per_class_acc`` from its ``confusion`` (rows: true class): ``None`` for a class with no images.
+
+    Runs and baselines both record it through here, so a class absent from a set reads the same in both.
+    """
+    return {
+        name: {str(i): (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(matrix)}
+        for name, matrix in confusion.items()
+    }
+
+
+def in_folder(path: str | os.PathLike | None, folder: str | os.PathLike) -> str | None:
+    """``path`` as metrics.json records it: relative to the run folder when inside it, so a copied
+    or moved folder points at its own files (``checkpoints/best-....ckpt``); else as it is."""
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from handgestures import run_record as rr
+from handgestures.runfolder import record as rr
 
 
 def failed_jobs(sweep_dir: Path) -> list[tuple[Path, str]]:

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handgestures.plots import confusion_figure, curves_figure, save_figure, seeds_figure
-from handgestures.runs import (  # noqa: F401  (re-exported: they lived here)
+from handgestures.analysis.runs import (  # noqa: F401  (re-exported: they lived here)
     RUN_NAME,
     Run,
     find_run_folders,
@@ -30,8 +29,9 @@ from handgestures.runs import (  # noqa: F401  (re-exported: they lived here)
     read_identity,
     sort_key,
 )
-from handgestures.stats import differences_md, extra_rows, mean_ci, paired_differences, tag_protocols
-from handgestures.study import DATASETS, MODELS, SLIDES, TABLES, Table  # noqa: F401
+from handgestures.analysis.stats import differences_md, extra_rows, mean_ci, paired_differences, tag_protocols
+from handgestures.analysis.study import DATASETS, MODELS, SLIDES, TABLES, Table  # noqa: F401
+from handgestures.plots import confusion_figure, curves_figure, save_figure, seeds_figure
 
 RUN_FIELDS = ("epochs_run", "best_val_acc", "fit_seconds", "startup_seconds", "train_images_per_second",
               "eval_seconds", "wall_seconds")  # fmt: skip
@@ -46,7 +46,7 @@ class Cell:
     std: float | None  # sample standard deviation over seeds; None with fewer than 2
     n: int
     slides: float | None  # None for rows the slides do not have (grouped split, baselines)
-    ci_low: float | None = None  # 95% t interval of the mean over seeds (handgestures.stats); None with n < 2
+    ci_low: float | None = None  # 95% t interval of the mean over seeds (handgestures.analysis.stats); None with n < 2
     ci_high: float | None = None
 
 
@@ -221,9 +221,9 @@ def report_md(runs: list[Run], tables: dict[str, dict[str, list[Cell]]], out_dir
         f"{len(runs)} runs found under `{runs_dir}` (seeds {', '.join(map(str, seeds)) or 'none'}). "
         "Values are the best checkpoint's, mean ± sample standard deviation over the evaluated seeds "
         "(a plain value when n=1); the 95% confidence interval of each mean follows the tables "
-        "(Student's t; handgestures.stats); *slides* rows are the published single runs (docs/study.md). "
+        "(Student's t; handgestures.analysis.stats); *slides* rows are the published single runs (docs/study.md). "
         "Rows marked *grouped split* use data.split=grouped (docs/leakage.md); *(reference)* rows are the "
-        "untrained baselines of handgestures.baselines, on the same splits and views. "
+        "untrained baselines of handgestures.analysis.baselines, on the same splits and views. "
         "*train_aug* / *val_aug* / *test_aug* are the fixed augmented views of each split.",
     ]
     apart = [r for r in runs if r.not_comparable]

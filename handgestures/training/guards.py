@@ -20,24 +20,11 @@ from typing import Any
 import lightning as L
 import torch
 
-from handgestures.run_record import CHECKPOINT_DIR, LAST_CHECKPOINT, LAST_NOT_FOR_USE, write_text
+from handgestures.errors import RunDiverged
+from handgestures.runfolder.lifecycle import run_progress
+from handgestures.runfolder.record import CHECKPOINT_DIR, LAST_CHECKPOINT, LAST_NOT_FOR_USE, write_text
 
 log = logging.getLogger(__name__)
-
-
-class RunDiverged(Exception):
-    """A training loss was not finite: the run stops there."""
-
-    def __init__(self, epoch: int, batch: int, loss: float) -> None:
-        self.epoch, self.batch, self.loss = epoch, batch, loss
-        self.progress: dict[str, Any] = {}
-        super().__init__(
-            f"training diverged: the training loss is {loss} at epoch {epoch}, batch {batch} (1-based); "
-            "the run stopped there and kept the checkpoints of the epochs before. A lower optimizer.lr may help."
-        )
-
-    def record(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batch": self.batch, "loss": str(self.loss)}
 
 
 class NonFiniteLoss(L.Callback):
@@ -45,8 +32,6 @@ class NonFiniteLoss(L.Callback):
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
         if not bool(torch.isfinite(loss.detach()).all()):
-            from handgestures.lifecycle import run_progress
-
             batch = trainer.fit_loop.epoch_loop.batch_idx + 1
             err = RunDiverged(trainer.current_epoch + 1, batch, float(loss.detach().float().max()))
             err.progress = run_progress(trainer)  # epochs done and the best checkpoint, for metrics.json
@@ -93,7 +78,13 @@ class CollapseWatch(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
-        self.update(trainer.current_epoch + 1, float(trainer.callback_metrics[self.monitor]))
+        event = self.update(trainer.current_epoch + 1, float(trainer.callback_metrics[self.monitor]))
+        previous = self.collapses[-2]["epoch"] if event is not None and len(self.collapses) > 1 else None
+        if event is not None and previous != event["epoch"] - 1:  # a new fall, not the same one going on:
+            # a callback that watched the steps (TrainingHealth) says where it happened
+            for callback in trainer.callbacks:
+                if callback is not self and hasattr(callback, "on_collapse"):
+                    event["diagnosis"] = callback.on_collapse(trainer, event)
 
     @property
     def last_usable(self) -> bool:

@@ -13,7 +13,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from handgestures.tb_layout import AUGMENTATION_TAG, augmentation_figure, close_curve_writers, write_curves
+from handgestures.data.augment import KerasRandomAffine, make_augmentation_grid
+from handgestures.training.tb_layout import AUGMENTATION_TAG, augmentation_figure, close_curve_writers, write_curves
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +29,12 @@ def tensorboard_writer(trainer: L.Trainer) -> Any | None:
     return None
 
 
-def write_custom_scalars(writer: Any) -> None:
-    """One chart per metric in TensorBoard's CUSTOM SCALARS tab (not needed: the Scalars tab
-    already overlays train and val, see :mod:`handgestures.tb_layout`)."""
-    writer.add_custom_scalars(
-        {"curves": {"loss": ["Multiline", ["curves/loss"]], "accuracy": ["Multiline", ["curves/accuracy"]]}}
-    )
-
-
 class EpochMetrics(L.Callback):
     """Writes train and val loss and accuracy once per epoch, indexed by epoch (1-based).
 
     The CSV (``epochs.csv`` in the run folder) lets reports aggregate runs without reading
     TensorBoard; the same values go to TensorBoard with the epoch as step, the x-axis of the
-    study's learning curves, train and val on one chart each (:mod:`handgestures.tb_layout`).
+    study's learning curves, train and val on one chart each (:mod:`handgestures.training.tb_layout`).
     Sanity-check validation is never recorded.
     """
 
@@ -65,6 +58,8 @@ class EpochMetrics(L.Callback):
         row = {"epoch": epoch, "step": trainer.global_step}
         for key in CURVES:
             row[key] = float(metrics[key]) if key in metrics else math.nan
+        for callback in trainer.callbacks:  # TrainingHealth's columns (dead units, gradient norms), when on
+            row.update(getattr(callback, "row", None) or {})
         row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
         path = Path(trainer.default_root_dir) / self.filename
         new = not path.exists()
@@ -86,8 +81,6 @@ class AugmentationGrid(L.Callback):
         self.num_images, self.num_augmented, self.seed = num_images, num_augmented, seed
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from handgestures.data.augment import KerasRandomAffine, make_augmentation_grid
-
         writer = tensorboard_writer(trainer)
         dm = trainer.datamodule
         if writer is None or dm is None or not getattr(dm, "keras_params", None) or not trainer.is_global_zero:

@@ -1,7 +1,7 @@
 """Reading a folder of runs: each run folder's identity, status, metrics and learning curves.
 
 A run folder is one with metrics.json, failed.json or .hydra/config.yaml (a run that never
-wrote a result still shows up, as ``incomplete``). ``handgestures.report`` aggregates what
+wrote a result still shows up, as ``incomplete``). ``handgestures.analysis.report`` aggregates what
 this module reads.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from handgestures.run_record import (
+from handgestures.analysis.study import BATCH_LIMITS, DATASETS, MODELS, limited, recipe_differences
+from handgestures.runfolder.record import (
     CONFIG_FILE,
     EPOCHS_FILE,
     FAILED_FILE,
@@ -28,7 +29,6 @@ from handgestures.run_record import (
     STATUS_FAILED,
     read_json,
 )
-from handgestures.study import BATCH_LIMITS, DATASETS, MODELS, limited, recipe_differences
 
 # the run folders' names (conf/hydra/default.yaml): <model>-<data>-seed<N>-...
 RUN_NAME = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<data>[a-z0-9_]+)-seed(?P<seed>\d+)")

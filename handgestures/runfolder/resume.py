@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import random
 import shutil
 from pathlib import Path
@@ -27,9 +28,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from handgestures import run_record as rr
-from handgestures.errors import UserError
-from handgestures.run_record import CHECKPOINT_DIR, CONFIG_FILE, EPOCHS_FILE, LAST_CHECKPOINT, METRICS_FILE
+from handgestures.errors import CheckpointError, UserError
+from handgestures.runfolder import record as rr
+from handgestures.runfolder.checkpoints import safe_load
+from handgestures.runfolder.legacy import upgrade_saved_config
+from handgestures.runfolder.record import CHECKPOINT_DIR, CONFIG_FILE, EPOCHS_FILE, LAST_CHECKPOINT, METRICS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,37 @@ class RandomStates(L.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class FollowMovedFolder(L.Callback):
+    """A resumed run whose folder was copied or moved: the checkpoint callbacks' records follow it.
+
+    Lightning's ``ModelCheckpoint`` drops its record of the best checkpoints when the folder
+    saved in the checkpoint differs from its own (it would then keep a worse epoch as "best");
+    the saved paths are rebased onto where the folder is now before the callbacks load them.
+    """
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        mine = {cb.state_key: cb for cb in trainer.checkpoint_callbacks}
+        for key, state in (checkpoint.get("callbacks") or {}).items():
+            callback = mine.get(key)
+            if callback is None or not isinstance(state, dict) or not state.get("dirpath") or not callback.dirpath:
+                continue
+            old, new = os.path.normpath(str(state["dirpath"])), os.path.normpath(str(callback.dirpath))
+            if old == new:
+                continue
+
+            def rebase(path: Any, old: str = old, new: str = new) -> Any:
+                if isinstance(path, str) and path.startswith(old + os.sep):
+                    return new + path[len(old) :]
+                return path
+
+            state["dirpath"] = callback.dirpath
+            for name in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if name in state:
+                    state[name] = rebase(state[name])
+            if isinstance(state.get("best_k_models"), dict):
+                state["best_k_models"] = {rebase(k): v for k, v in state["best_k_models"].items()}
+
+
 def override_key(override: str) -> str:
     """The config key of a command-line override: ``+a.b=1`` -> ``a.b``, ``model=ivannet`` -> ``model``."""
     return override.split("=", 1)[0].lstrip("+~").strip()
@@ -100,7 +134,7 @@ def load_saved_config(run_dir: Path) -> DictConfig:
         if not run_dir.is_dir():
             raise UserError(f"resume={run_dir}: no such run folder")
         raise UserError(f"resume={run_dir}: the folder has no {CONFIG_FILE}, so it is not a run of train.py")
-    return OmegaConf.load(path)
+    return upgrade_saved_config(OmegaConf.load(path), run_dir)
 
 
 def resumed_config(composed: DictConfig, overrides: list[str], run_dir: Path) -> DictConfig:
@@ -139,18 +173,6 @@ def resumed_config(composed: DictConfig, overrides: list[str], run_dir: Path) ->
     return saved
 
 
-def safe_load(path: Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; a checkpoint that would run code gives a UserError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError for foreign objects; others for a damaged file
-        raise UserError(
-            f"cannot load checkpoint {path} safely: {type(err).__name__}: {str(err).splitlines()[0]}. "
-            "Only tensors and plain values are loaded (weights_only=True); a checkpoint holding other objects "
-            "is refused, since unpickling it could run code."
-        ) from err
-
-
 def completed_epochs(checkpoint: dict[str, Any]) -> int:
     """Epochs a checkpoint saved at an epoch's end had completed."""
     return int(checkpoint.get("epoch", -1)) + 1
@@ -177,12 +199,12 @@ def truncate_epochs_csv(path: Path, epochs: int) -> int:
     return len(rows)
 
 
-def prune_checkpoints(folder: Path, checkpoint: dict[str, Any] | None) -> list[Path]:
+def prune_checkpoints(folder: Path, checkpoint: dict[str, Any] | None, keep: Path | None = None) -> list[Path]:
     """Deletes the checkpoint files that ``checkpoint`` does not know (saved after it, by the killed run).
 
     The replayed epochs save them again; left in place, Lightning would add "-v1" copies.
     """
-    known = {LAST_CHECKPOINT}
+    known = {LAST_CHECKPOINT} | ({Path(keep).name} if keep else set())
     for state in ((checkpoint or {}).get("callbacks") or {}).values():
         if isinstance(state, dict) and "best_k_models" in state:
             known |= {Path(p).name for p in state["best_k_models"]}
@@ -196,6 +218,40 @@ def prune_checkpoints(folder: Path, checkpoint: dict[str, Any] | None) -> list[P
     return removed
 
 
+def resume_point(folder: Path) -> tuple[Path, dict[str, Any] | None]:
+    """The checkpoint to resume from: last.ckpt, else the newest usable one; never a reason to delete one.
+
+    A missing or unloadable last.ckpt (a kill while it was written, a deleted file) leaves the
+    newest checkpoint that loads, a best one, whose finished epochs are kept. When checkpoints
+    exist but none loads, the run stops with what to do, rather than training again over them.
+    ``(last.ckpt's path, None)`` when the folder has no checkpoint at all: the run starts again.
+    """
+    last = folder / LAST_CHECKPOINT
+    if last.is_file():
+        try:
+            return last, safe_load(last)
+        except CheckpointError as err:
+            log.warning("resume: %s cannot be used (%s); looking for another checkpoint", last, err)
+    usable, unusable = [], []
+    for path in sorted(folder.glob("*.ckpt")) if folder.is_dir() else []:
+        try:
+            checkpoint = safe_load(path)
+        except CheckpointError:
+            unusable.append(path.name)
+            continue
+        usable.append((completed_epochs(checkpoint), path.name, path, checkpoint))
+    if usable:
+        epochs, _, path, checkpoint = max(usable, key=lambda u: (u[0], u[1]))
+        log.warning("resume: no usable %s; resuming from %s (%d epochs done)", LAST_CHECKPOINT, path.name, epochs)
+        return path, checkpoint
+    if unusable:
+        raise UserError(
+            f"resume={folder.parent}: no checkpoint in {folder} can be loaded ({', '.join(unusable)}), so the run "
+            "cannot continue; nothing was deleted. Train it again into a new folder, or with overwrite=true here."
+        )
+    return last, None
+
+
 def prepare_resume(cfg: DictConfig, out_dir: Path) -> str | None:
     """For ``cfg.resume``: the checkpoint to resume from (None: start again), records trimmed to it.
 
@@ -204,11 +260,10 @@ def prepare_resume(cfg: DictConfig, out_dir: Path) -> str | None:
     """
     if not cfg.get(RESUME_KEY):
         return None
-    last = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
-    checkpoint = safe_load(last) if last.is_file() else None
+    last, checkpoint = resume_point(out_dir / CHECKPOINT_DIR)
     epochs = completed_epochs(checkpoint) if checkpoint is not None else 0
     kept = truncate_epochs_csv(out_dir / EPOCHS_FILE, epochs)
-    prune_checkpoints(out_dir / CHECKPOINT_DIR, checkpoint)
+    prune_checkpoints(out_dir / CHECKPOINT_DIR, checkpoint, keep=last if checkpoint is not None else None)
     with open_dict(cfg):
         for logger in (cfg.get("logger") or {}).values():
             if str(logger.get("_target_", "")).endswith("TensorBoardLogger"):

@@ -3,7 +3,7 @@
 * Rank 0 alone writes the run folder (config.yaml, metrics.json, epochs.csv; Lightning
   already saves checkpoints and logs from rank 0 only). :func:`is_rank_zero` reads the
   launcher's environment, so it answers before the process group exists.
-* Evaluation is split with :class:`UnpaddedDistributedBatchSampler`: every image on exactly
+* Evaluation is split with :class:`handgestures.data.samplers.UnpaddedDistributedBatchSampler`: every image on exactly
   one rank. Lightning's default ``DistributedSampler`` pads the shorter ranks with repeated
   images so that all ranks get the same number of batches, and the repeats would be counted
   twice in the validation accuracy, the cross-evaluation and its confusion matrices.
@@ -16,22 +16,19 @@
 * A Hydra multirun whose jobs would start their own DDP processes is refused before any job
   trains (:func:`check_launch`): Lightning relaunches the whole command line in each child
   process, the sweep included (Lightning-AI/pytorch-lightning#11300,
-  ashleve/lightning-hydra-template#393). ``trainer=ddp_spawn`` is not refused: its processes
-  are spawned by :mod:`handgestures.spawn`, which re-runs no command line.
+  ashleve/lightning-hydra-template#393). ``trainer=ddp_launch`` is not refused: its processes
+  are launched by :mod:`handgestures.launch.ddp`, which re-runs no command line.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from torch.utils.data import DistributedSampler
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +36,8 @@ log = logging.getLogger(__name__)
 # (RANK), Lightning's own DDP launcher (NODE_RANK + LOCAL_RANK), SLURM's srun (SLURM_PROCID,
 # also set for a job of one task, where it is 0).
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
-SPAWN_STRATEGIES = ("ddp_spawn", "ddp_spawn_find_unused_parameters_true")  # run by handgestures.spawn
+# strategies whose processes the job launches itself (handgestures.launch.ddp); ddp_spawn: the old name
+LAUNCH_STRATEGIES = ("ddp_launch", "ddp_spawn", "ddp_spawn_find_unused_parameters_true")
 
 
 def global_rank(environ: Mapping[str, str] | None = None) -> int:
@@ -103,8 +101,8 @@ def process_count(trainer_cfg: Mapping[str, Any]) -> int:
 MULTIRUN_DDP_REFUSAL = (
     "a multirun cannot start DDP processes itself (trainer.devices={devices}, trainer.num_nodes={nodes}: "
     "{count} processes per job): Lightning relaunches the whole command line, sweep included, in each "
-    "process (Lightning-AI/pytorch-lightning#11300). Instead: sweep with trainer=ddp_spawn (its processes are "
-    "spawned, no command line is re-run), run each configuration as a single run "
+    "process (Lightning-AI/pytorch-lightning#11300). Instead: sweep with trainer=ddp_launch (its processes are "
+    "launched by torch's elastic launcher, no command line is re-run), run each configuration as a single run "
     "(`python train.py trainer=ddp trainer.devices={devices} ...`, or `torchrun --nproc_per_node={devices} "
     "train.py trainer=ddp ...`), or sweep on SLURM with `hydra/launcher=slurm`, whose "
     "tasks_per_node starts one process per device; or sweep with trainer.devices=1."
@@ -115,14 +113,14 @@ def check_launch(cfg: Mapping[str, Any], multirun: bool, environ: Mapping[str, s
     """Raises SystemExit (a sweep stops at once) for a launch that cannot give a sound run.
 
     Refused: a multirun job that would start DDP processes itself through Lightning's
-    launcher (``trainer=ddp_spawn`` jobs may: :mod:`handgestures.spawn`). Called at the start
+    launcher (``trainer=ddp_launch`` jobs may: :mod:`handgestures.launch.ddp`). Called at the start
     of each job, before anything is trained.
     """
     trainer_cfg = cfg.get("trainer", {})
     count = process_count(trainer_cfg)
     if count <= 1:
         return
-    if str(trainer_cfg.get("strategy", "auto")) in SPAWN_STRATEGIES:
+    if str(trainer_cfg.get("strategy", "auto")) in LAUNCH_STRATEGIES:
         return
     if multirun and not slurm_tasks(environ):  # under torchrun too: a sweep per rank is not supported
         raise SystemExit(
@@ -131,98 +129,3 @@ def check_launch(cfg: Mapping[str, Any], multirun: bool, environ: Mapping[str, s
                 devices=trainer_cfg.get("devices"), nodes=trainer_cfg.get("num_nodes", 1), count=count
             )  # fmt: skip
         )
-
-
-class UnpaddedDistributedBatchSampler(DistributedSampler):
-    """Batches of ``range(length)`` for one rank: rank r gets indices r, r + R, r + 2R, ... .
-
-    Unlike ``DistributedSampler`` nothing is repeated, so ranks may get a different number of
-    images (and of batches). It is a ``DistributedSampler`` so that Lightning uses it as it is
-    instead of wrapping it in a padded one; it yields lists of indices (the datamodule's
-    datasets gather a whole batch at once).
-    """
-
-    def __init__(self, length: int, batch_size: int, num_replicas: int, rank: int) -> None:
-        if batch_size < 1 or num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"batch_size={batch_size}, num_replicas={num_replicas}, rank={rank}: "
-                             "expected batch_size >= 1 and 0 <= rank < num_replicas")  # fmt: skip
-        super().__init__(range(length), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.length, self.batch_size = length, batch_size
-        self.num_samples = len(range(rank, length, num_replicas))
-        self.total_size = length
-
-    def __iter__(self) -> Iterator[list[int]]:
-        mine = list(range(self.rank, self.length, self.num_replicas))
-        for start in range(0, len(mine), self.batch_size):
-            yield mine[start : start + self.batch_size]
-
-    def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
-
-
-class DistributedTrainBatches(DistributedSampler):
-    """Rank r's share of each epoch's training batches: batches r, r + R, r + 2R, ... .
-
-    ``batches`` (the datamodule's epoch-seeded batch sampler) gives every rank the same
-    batches of an epoch; the shorter ranks repeat the epoch's first batches so that all take
-    the same number of steps (DDP reduces the gradients at every step). ``set_epoch`` reaches
-    the inner shuffle, which Lightning's own wrapper would not pass on.
-    """
-
-    def __init__(self, batches: Any, num_replicas: int, rank: int) -> None:
-        super().__init__(range(len(batches)), num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.batches = batches
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        if hasattr(self.batches, "set_epoch"):
-            self.batches.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch = list(self.batches)
-        if not epoch:
-            return iter([])
-        padded = [epoch[i % len(epoch)] for i in range(len(self) * self.num_replicas)]
-        return iter(padded[self.rank :: self.num_replicas])
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.batches) / self.num_replicas)
-
-
-def distributed_batches(batches: Any, trainer: Any | None, train: bool) -> Any:
-    """``batches`` itself in one process; under DDP this process's share (every image once in evaluation)."""
-    world = int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
-    if world <= 1:
-        return batches
-    rank = int(trainer.global_rank)
-    if train:
-        return DistributedTrainBatches(batches, world, rank)
-    return UnpaddedDistributedBatchSampler(len(batches.sampler), batches.batch_size, world, rank)
-
-
-def follow_rank_zero(cfg: Any) -> dict[str, float]:
-    """What a DDP process other than the first runs instead of ``train``: the same collective steps.
-
-    It fits (from the same checkpoint when resuming) and cross-evaluates the best checkpoint
-    as rank 0 does, so that every collective operation has all its processes, and writes
-    nothing: no run folder lock, record or checkpoint (Lightning saves from rank 0 only).
-    """
-    from pathlib import Path
-
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from handgestures import run_record as rr
-    from handgestures.train import build_run
-
-    log.info("process of rank %d follows rank 0 and writes no record (its folder: %s)", global_rank(),
-             cfg.paths.output_dir)  # fmt: skip
-    datamodule, module, trainer = build_run(cfg)
-    last = Path(cfg.paths.output_dir) / rr.CHECKPOINT_DIR / rr.LAST_CHECKPOINT
-    resume_from = str(last) if cfg.get("resume") and last.is_file() else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
-    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    if best is None:
-        return {}
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
-    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.split("/")[0] in datamodule.eval_names}
