@@ -147,7 +147,11 @@ def _process(spec: dict[str, Any]) -> int:
         cfg.trainer.strategy = "ddp"
     started_at = time.perf_counter() - (time.time() - spec["started_at_wall"])
     try:
-        return run_rank(cfg, started_at)
+        code = run_rank(cfg, started_at)
     except Exception:
         log.exception("DDP process of rank %d failed", rank)
-        return EXIT_ERROR
+        code = EXIT_ERROR
+    if code:  # exit with it: a returned value waits for the launcher to read it, which a stopping launcher does not
+        logging.shutdown()
+        sys.exit(code)
+    return code
