@@ -125,3 +125,21 @@ def test_a_copied_old_run_evaluates_predicts_and_exports_from_its_own_checkpoint
     ours, theirs = load_predictor(str(copied)), load_predictor(str(onnx))
     batch = pixels.float() / 255
     assert torch.allclose(ours.probabilities(batch), theirs.probabilities(batch), atol=1e-5)
+
+
+def test_a_fresh_run_of_the_same_config_gives_the_old_codes_numbers(tmp_path):
+    """The regrouping changed no number: the fixture's run, trained again from scratch today."""
+    from helpers import compose_train
+
+    from handgestures.training.train import train
+
+    overrides = ["model=carlosnet", "data=base", "data.builtin_size=240", "data.eval_batch_size=64", "epochs=2",
+                 "trainer.limit_train_batches=3", "trainer.precision=32-true", "logger=none", "seed=0",
+                 "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HANDGESTURES_CACHE", str(tmp_path / "cache"))
+        train(compose_train(overrides, tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["split"] == "random" and metrics["status"] == "done"
+    for key in COMPARED:
+        assert same(metrics[key], EXPECTED[key]), (key, metrics[key], EXPECTED[key])

@@ -151,6 +151,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         **info,
         rr.KEY_STATUS: rr.STATUS_TRAINED,
         "precision": str(cfg.trainer.precision),
+        "split": str(cfg.data.get("split", "random")),  # data.split: random (the study's) or grouped
         rr.KEY_EPOCHS_RUN: trainer.current_epoch,
         rr.KEY_BEST_CHECKPOINT: rr.in_folder(best, out_dir),
         rr.KEY_BEST_VAL_ACC: float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
