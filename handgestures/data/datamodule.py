@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from handgestures.data.augment import KerasAugmentation
 from handgestures.data.augment.batch import KERAS_PARAM_NAMES  # noqa: F401  (re-exported: it lived here)
 from handgestures.data.cache import ImageSet
+from handgestures.data.folds import make_fold_split
 from handgestures.data.grouping import SPLIT_KINDS, make_split
 from handgestures.data.problems import check_splits
 from handgestures.data.samplers import EpochBatchSampler, EpochShuffle, distributed_batches
@@ -85,6 +86,8 @@ class FingersDataModule(L.LightningDataModule):
         split_seed: seed of the stratified split; independent of the training seed.
         split: ``random`` (the study's) or ``grouped`` (near-duplicate groups kept inside one
             split: :mod:`handgestures.data.grouping`, whose parameters ``grouping`` holds).
+        folds, fold: grouped k-fold cross-validation (``split`` must be ``grouped``): the
+            groups dealt into ``folds`` folds, fold ``fold`` the test set (:mod:`handgestures.data.folds`).
         seed: seed of the training shuffle and of the training augmentation draws.
         eval_view_seed: seed of the fixed augmented evaluation views.
         huge_pages: hold the dataset in 2 MB pages on Linux (see
@@ -118,6 +121,8 @@ class FingersDataModule(L.LightningDataModule):
         cache_max_gb: float | None = None,
         split: str = "random",
         grouping: Mapping[str, Any] | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
         self.augmentation = KerasAugmentation(augmentation, seed)  # checks the parameter names
@@ -128,6 +133,15 @@ class FingersDataModule(L.LightningDataModule):
         if split not in SPLIT_KINDS:
             raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {split!r}")
         self.split, self.grouping, self.groups = split, dict(grouping or {}), None
+        if folds is not None:
+            if split != "grouped":
+                raise ValueError(
+                    f"data.folds={folds} needs data.split=grouped: folds of the random split would put near-copies "
+                    "of test images in training (docs/leakage.md)"
+                )
+            if int(folds) < 2 or not 0 <= int(fold) < int(folds):
+                raise ValueError(f"data.folds={folds}, data.fold={fold}: expected folds >= 2 and 0 <= fold < folds")
+        self.folds, self.fold, self.fold_of = (int(folds) if folds is not None else None), int(fold), None
         if root == "":
             raise ValueError(
                 "root is empty (an unset variable?): give a folder of Fingers PNGs, or None for the built-in hands"
@@ -165,7 +179,12 @@ class FingersDataModule(L.LightningDataModule):
         if self.splits:
             return
         data = self._load()
-        self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping)
+        if self.folds is not None:  # grouped k-fold: fold `fold` is the test set
+            self.split_indices, self.groups, self.fold_of = make_fold_split(
+                data, self.folds, self.fold, self.split_seed, self.grouping
+            )
+        else:
+            self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping)
         check_splits(self.split_indices, data.labels)
         self.splits = {k: IndexedImages(data, idx) for k, idx in self.split_indices.items()}
         if self.augmentation:

@@ -217,15 +217,15 @@ def make_split(
     return grouped_split(data.labels, data.hands, groups, seed=seed), groups
 
 
-def split_table(names, labels, hands, split_indices: dict[str, torch.Tensor], groups=None) -> list[dict]:
-    """One row per image of any split: file, class, hand (L/R), split, group ('' where unknown)."""
+def split_table(names, labels, hands, split_indices: dict[str, torch.Tensor], groups=None, folds=None) -> list[dict]:
+    """One row per image of any split: file, class, hand (L/R), split, group ('' where unknown), and fold (k-fold)."""
     split_of = {}
     for name, idx in split_indices.items():
         for i in idx.tolist():
             split_of[i] = name
     return [
         {"file": names[i], "class": int(labels[i]), "hand": "LR"[int(hands[i])], "split": split_of[i],
-         "group": "" if groups is None else int(groups[i])}
+         "group": "" if groups is None else int(groups[i]), **({} if folds is None else {"fold": int(folds[i])})}
         for i in sorted(split_of)
     ]  # fmt: skip
 
@@ -234,12 +234,15 @@ def write_split_csv(datamodule, path: str | Path) -> Path:
     """Writes ``datamodule``'s split (set up here if it is not yet) as split.csv; returns the path."""
     datamodule.setup("fit")
     data, path = datamodule.data, Path(path)
+    folds = getattr(datamodule, "fold_of", None)
     rows = split_table(
-        data.names, data.labels, data.hands, datamodule.split_indices, getattr(datamodule, "groups", None)
+        data.names, data.labels, data.hands, datamodule.split_indices, getattr(datamodule, "groups", None), folds
     )
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["file", "class", "hand", "split", "group"])
+        writer = csv.DictWriter(
+            f, fieldnames=["file", "class", "hand", "split", "group", *(["fold"] if folds is not None else [])]
+        )
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)

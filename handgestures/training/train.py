@@ -152,6 +152,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         rr.KEY_STATUS: rr.STATUS_TRAINED,
         "precision": str(cfg.trainer.precision),
         "split": str(cfg.data.get("split", "random")),  # data.split: random (the study's) or grouped
+        **({"folds": int(cfg.data.folds), "fold": int(cfg.data.get("fold", 0))} if cfg.data.get("folds") else {}),
         rr.KEY_EPOCHS_RUN: trainer.current_epoch,
         rr.KEY_BEST_CHECKPOINT: rr.in_folder(best, out_dir),
         rr.KEY_BEST_VAL_ACC: float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,

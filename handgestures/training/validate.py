@@ -231,6 +231,13 @@ def _check_data(c: _Checker) -> None:
     c.choice("data.on_error", ON_ERROR)
 
     c.choice("data.split", SPLIT_KINDS)
+    folds = c.get("data.folds", None)
+    if folds is not None:
+        if c.integer("data.folds", 2) is not None and isinstance(folds, int) and folds >= 2:
+            c.integer("data.fold", 0, folds - 1)
+        if c.get("data.split", "random") != "grouped":
+            c.fail("data.folds", folds, "null with data.split=random (its folds would put near-copies of test images "
+                   "in training); k-fold needs data.split=grouped")  # fmt: skip
     c.check(
         "data.cache_max_gb",
         lambda v: v is None or (is_number(v) and v >= 0),

@@ -1,0 +1,122 @@
+"""Grouped k-fold cross-validation: folds of whole groups, balanced, no group in two of train/val/test."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from helpers import TINY, compose_train
+from test_grouping import recordings
+
+from handgestures.data.datamodule import FingersDataModule
+from handgestures.data.folds import fold_split, grouped_folds, groups_of, make_fold_split
+from handgestures.data.grouping import near_duplicate_groups, strata_of, thumbnails
+from handgestures.data.split import SPLITS
+from handgestures.training.validate import validate_config
+
+GROUPING = {"threshold": 9.0, "max_group": 4}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return recordings(per_stratum=6, frames=12)  # 12 strata x 6 recordings x 12 frames = 864 images
+
+
+def test_folds_deal_whole_groups_and_keep_every_stratum_balanced(data):
+    groups = near_duplicate_groups(thumbnails(data.images, 16), data.labels, data.hands, **GROUPING)
+    fold_of = grouped_folds(data.labels, data.hands, groups, k=5, seed=0)
+    assert sorted(torch.unique(fold_of).tolist()) == [0, 1, 2, 3, 4]
+    for g in torch.unique(groups):  # a group lies in one fold
+        assert len(torch.unique(fold_of[groups == g])) == 1
+    strata = strata_of(data.labels, data.hands)
+    for s in torch.unique(strata):  # each (class, hand): every fold within one largest group of n/5
+        counts = torch.bincount(fold_of[strata == s], minlength=5)
+        largest = int(torch.bincount(groups[strata == s]).max())
+        n = int((strata == s).sum())
+        assert (counts > 0).all() and (counts - n / 5).abs().max() <= largest, (int(s), counts.tolist())
+    assert torch.equal(fold_of, grouped_folds(data.labels, data.hands, groups, k=5, seed=0))  # deterministic
+    assert not torch.equal(fold_of, grouped_folds(data.labels, data.hands, groups, k=5, seed=1))
+
+
+def test_each_fold_is_the_test_set_once_and_no_group_spans_two_sets(data):
+    groups = groups_of(data, GROUPING)
+    fold_of = grouped_folds(data.labels, data.hands, groups, k=5, seed=0)
+    tested = torch.zeros(len(data), dtype=torch.long)
+    strata = strata_of(data.labels, data.hands)
+    for fold in range(5):
+        split = fold_split(data.labels, data.hands, groups, fold_of, fold, seed=0)
+        assert torch.equal(split["test"], torch.nonzero(fold_of == fold).flatten())
+        assert sum(len(split[k]) for k in SPLITS) == len(data)
+        tested[split["test"]] += 1
+        where = torch.empty(len(data), dtype=torch.long)
+        for i, k in enumerate(SPLITS):
+            where[split[k]] = i
+        for g in torch.unique(groups):
+            assert len(torch.unique(where[groups == g])) == 1, f"group {int(g)} in two sets (fold {fold})"
+        for k in SPLITS:  # every class and hand in every set
+            assert len(torch.unique(strata[split[k]])) == 12, (fold, k)
+        # validation: about a sixth of each (class, hand), from the other folds
+        val_share = len(split["val"]) / len(data)
+        assert 0.12 < val_share < 0.21, val_share
+    assert (tested == 1).all()
+
+
+def test_too_many_folds_and_a_bad_fold_are_refused_with_what_to_do(data):
+    groups = groups_of(data, GROUPING)
+    per_stratum = min(len(torch.unique(groups[strata_of(data.labels, data.hands) == s])) for s in range(12))
+    with pytest.raises(ValueError, match=rf"at most {per_stratum} folds.*data.folds <= {per_stratum}"):
+        grouped_folds(data.labels, data.hands, groups, k=per_stratum + 1)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        grouped_folds(data.labels, data.hands, groups, k=1)
+    fold_of = grouped_folds(data.labels, data.hands, groups, k=3)
+    with pytest.raises(ValueError, match=r"data.fold=3: expected 0 <= fold < data.folds=3"):
+        fold_split(data.labels, data.hands, groups, fold_of, 3)
+    with pytest.raises(ValueError, match="needs data.split=grouped"):
+        FingersDataModule(split="random", folds=5, fold=0)
+
+
+def test_the_grouping_is_computed_once_per_dataset(data, monkeypatch):
+    import handgestures.data.folds as folds
+
+    calls = []
+    real = folds.near_duplicate_groups
+    monkeypatch.setattr(folds, "near_duplicate_groups", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(folds, "_groups_memo", {})
+    first = make_fold_split(data, 5, 0, 0, GROUPING)
+    second = make_fold_split(data, 5, 3, 0, GROUPING)
+    assert len(calls) == 1 and torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
+    make_fold_split(data, 5, 0, 0, {**GROUPING, "threshold": 5.0})
+    assert len(calls) == 2  # other parameters: grouped again
+
+
+def test_the_config_refuses_folds_of_the_random_split_and_folds_out_of_range(tmp_path):
+    for overrides, expected in (
+        (["data.folds=5"], "data.folds=5: expected null with data.split=random"),
+        (["data.split=grouped", "data.folds=1"], "data.folds=1: expected an integer >= 2"),
+        (["data.split=grouped", "data.folds=5", "data.fold=5"], "data.fold=5: expected an integer in [0, 4]"),
+    ):
+        with pytest.raises(Exception, match=expected.replace("[", r"\[").replace("]", r"\]")):
+            validate_config(compose_train(overrides, tmp_path))
+    validate_config(compose_train(["data.split=grouped", "data.folds=5", "data.fold=4"], tmp_path))
+
+
+@pytest.mark.slow
+def test_a_fold_run_records_its_fold_in_split_csv_and_metrics_json(tmp_path, monkeypatch):
+    from handgestures.training.train import train
+
+    monkeypatch.setenv("HANDGESTURES_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    cfg = compose_train([*TINY, "data.builtin_size=480", "epochs=1", "trainer.limit_train_batches=2", "logger=none",
+                         "data.split=grouped", "data.folds=3", "data.fold=1"], out)  # fmt: skip
+    train(cfg)
+    record = json.loads((out / "metrics.json").read_text())
+    assert (record["split"], record["folds"], record["fold"]) == ("grouped", 3, 1)
+    rows = list(csv.DictReader((out / "split.csv").open()))
+    assert {r["fold"] for r in rows} == {"0", "1", "2"}
+    assert all((r["split"] == "test") == (r["fold"] == "1") for r in rows)
+    by_group = {}
+    for r in rows:
+        by_group.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_group.values())
