@@ -120,3 +120,40 @@ def test_a_fold_run_records_its_fold_in_split_csv_and_metrics_json(tmp_path, mon
     for r in rows:
         by_group.setdefault(r["group"], set()).add(r["split"])
     assert all(len(s) == 1 for s in by_group.values())
+
+
+def test_the_report_reads_a_fold_set_as_folds_with_the_corrected_interval(tmp_path):
+    """Hand-made metrics.json of a 5-fold set: per-fold replicates, the mean over folds, Nadeau-Bengio's interval."""
+    from handgestures.analysis.report import aggregate
+    from handgestures.analysis.runs import load_runs
+    from handgestures.analysis.stats import cv_ratio, mean_ci, paired_differences, tag_protocols
+    from handgestures.analysis.study import TABLES
+
+    accs = {"base": [0.97, 0.98, 0.96, 0.99, 0.975], "augmented": [0.95, 0.97, 0.94, 0.96, 0.955]}
+    for data, values in accs.items():
+        for fold, acc in enumerate(values):
+            folder = tmp_path / f"carlosnet-{data}-fold{fold}-seed0-job{fold}"
+            folder.mkdir()
+            metrics = {k: acc for k in ("train/acc", "val/acc", "test/acc", "train_aug/acc", "val_aug/acc",
+                                        "test_aug/acc")}  # fmt: skip
+            metrics.update({k.replace("acc", "loss"): 0.1 for k in list(metrics)})
+            (folder / "metrics.json").write_text(json.dumps({
+                "model": "carlosnet", "data": data, "seed": 0, "status": "done", "split": "grouped", "folds": 5,
+                "fold": fold, "metrics": metrics}))  # fmt: skip
+    runs = tag_protocols(load_runs(tmp_path))
+    assert {r.data for r in runs} == {"base_cv5", "augmented_cv5"}
+    assert sorted(r.replicate for r in runs if r.data == "base_cv5") == [(0, f) for f in range(5)]
+    base = next(t for t in TABLES if t.name == "base")
+    cells = aggregate(runs, base)
+    label = next(k for k in cells if "cross-validation" in k)
+    test = cells[label][[key for _, key in base.columns].index("test/acc")]
+    plain = mean_ci(accs["base"], bounds=(0, 1))
+    assert test.n == 5 and test.mean == pytest.approx(sum(accs["base"]) / 5)
+    ratio = (1 / 5) / (1 - 1 / 5 - 1 / 6)
+    assert cv_ratio("base_cv5") == pytest.approx(ratio)
+    widened = (test.ci_high - test.ci_low) / (plain["high"] - plain["low"])
+    assert widened == pytest.approx(((1 / 5 + ratio) / (1 / 5)) ** 0.5, rel=1e-6)  # Nadeau-Bengio, not s/sqrt(n)
+    diffs = [d for d in paired_differences(runs) if d["comparison"].startswith("CarlosNet: augmented - base (cv5")]
+    test_diff = next(d for d in diffs if d["metric"] == "test/acc")
+    assert test_diff["n"] == 5 and test_diff["seeds"] == [(0, f) for f in range(5)]
+    assert test_diff["mean"] == pytest.approx(sum(a - b for a, b in zip(accs["augmented"], accs["base"])) / 5)

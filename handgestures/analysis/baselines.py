@@ -140,6 +140,7 @@ def run_baselines(cfg: DictConfig, out_dir: str | Path) -> dict[str, dict[str, A
     datamodule = build_datamodule(cfg.data)
     sets = eval_sets(datamodule, size)
     split = str(cfg.data.get("split", "random"))
+    folds = {"folds": int(cfg.data.folds), "fold": int(cfg.data.get("fold", 0))} if cfg.data.get("folds") else {}
     train_thumbs, train_feats, train_y = sets["train"]
     fit_start = time.perf_counter()
     area = BrightnessArea().fit(train_feats, train_y)
@@ -156,11 +157,12 @@ def run_baselines(cfg: DictConfig, out_dir: str | Path) -> dict[str, dict[str, A
     }  # fmt: skip
     results = {}
     for model, (predictions, details, seconds) in runs.items():
-        folder = out_dir / f"{model}-base-seed{int(cfg.seed)}"
+        fold = f"-fold{folds['fold']}" if folds else ""  # the folds of one fold set, side by side
+        folder = out_dir / f"{model}-base{fold}-seed{int(cfg.seed)}"
         folder.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
         write_split_csv(datamodule, folder / "split.csv")
-        result = {"model": model, "data": "base", "seed": int(cfg.seed), "status": "done", "split": split, **details,
+        result = {"model": model, "data": "base", "seed": int(cfg.seed), "status": "done", "split": split, **folds, **details,
                   "epochs_run": 0, "fit_seconds": round(seconds, 3), **result_of(predictions, sets),
                   "wall_seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
         write_json(folder / "metrics.json", result)

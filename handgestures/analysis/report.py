@@ -29,7 +29,14 @@ from handgestures.analysis.runs import (  # noqa: F401  (re-exported: they lived
     read_identity,
     sort_key,
 )
-from handgestures.analysis.stats import differences_md, extra_rows, mean_ci, paired_differences, tag_protocols
+from handgestures.analysis.stats import (
+    cv_ratio,
+    differences_md,
+    extra_rows,
+    mean_ci,
+    paired_differences,
+    tag_protocols,
+)
 from handgestures.analysis.study import DATASETS, MODELS, SLIDES, TABLES, Table  # noqa: F401
 from handgestures.plots import confusion_figure, curves_figure, save_figure, seeds_figure
 
@@ -69,9 +76,9 @@ def table_row_keys(table: Table, runs: list[Run]) -> list[tuple[str, str, str]]:
     return list(table.rows) + extra_rows(table.rows, runs)
 
 
-def cell_of(values: list[float | None], key: str, slides: float | None) -> Cell:
+def cell_of(values: list[float | None], key: str, slides: float | None, test_train_ratio: float = 0.0) -> Cell:
     """Mean, std and the 95% t interval of ``values`` (clipped to 0..1 for accuracies, >= 0 for losses)."""
-    ci = mean_ci(values, bounds=(0, 1) if key.endswith("acc") else (0, None))
+    ci = mean_ci(values, bounds=(0, 1) if key.endswith("acc") else (0, None), test_train_ratio=test_train_ratio)
     return Cell(*stats(values), slides=slides, ci_low=ci["low"], ci_high=ci["high"])
 
 
@@ -82,7 +89,7 @@ def aggregate(runs: list[Run], table: Table) -> dict[str, list[Cell]]:
     for label, model, data in table_row_keys(table, runs):
         done = [r for r in groups.get((model, data), []) if r.status == "done"]
         slides = SLIDES[table.name].get(label)
-        cells[label] = [cell_of([r.metrics.get(key) for r in done], key, slides[i] if slides else None)
+        cells[label] = [cell_of([r.metrics.get(key) for r in done], key, slides[i] if slides else None, cv_ratio(data))
                         for i, (_, key) in enumerate(table.columns)]  # fmt: skip
     return cells
 
@@ -117,7 +124,7 @@ def problems(runs: list[Run]) -> list[str]:
             lines.append(f"incomplete: {run.name} ({run.folder.name}) has no metrics.json (still running or killed)")
     seen: dict[tuple, int] = {}
     for run in (r for r in runs if r.status == "done"):
-        seen[(run.model, run.data, run.seed)] = seen.get((run.model, run.data, run.seed), 0) + 1
+        seen[(run.model, run.data, run.replicate)] = seen.get((run.model, run.data, run.replicate), 0) + 1
     lines += [f"duplicate: {m}-{d}-seed{s} evaluated {k} times, each counts in the mean" for (m, d, s), k in seen.items()
               if k > 1]  # fmt: skip
     return lines

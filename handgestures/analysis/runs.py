@@ -47,8 +47,19 @@ class Run:
     figures: dict[str, str] = field(default_factory=dict)  # kind -> file name under figures/
 
     @property
+    def fold(self) -> int | None:
+        """The test fold of a cross-validated run (metrics.json's ``fold`` with ``folds``), else None."""
+        return int(self.info["fold"]) if self.info.get("folds") and self.info.get("fold") is not None else None
+
+    @property
+    def replicate(self) -> Any:
+        """What makes runs of one model and data replicates: the seed, and the fold under cross-validation."""
+        return self.seed if self.fold is None else (self.seed, self.fold)
+
+    @property
     def name(self) -> str:
-        return f"{self.model}-{self.data}-seed{self.seed if self.seed is not None else '?'}"
+        fold = "" if self.fold is None else f"-fold{self.fold}"
+        return f"{self.model}-{self.data}{fold}-seed{self.seed if self.seed is not None else '?'}"
 
     @property
     def metrics(self) -> dict[str, float]:

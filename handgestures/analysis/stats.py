@@ -10,7 +10,12 @@ IvanNet minus CarlosNet, and the grouped split minus the random one.
 
 Runs on the grouped split (``data.split=grouped`` in their config) are told apart by
 ``tag_protocols``: their data label gets the suffix ``_grouped`` (``base_grouped``), so
-every report table keeps them in rows of their own.
+every report table keeps them in rows of their own. Runs of a grouped K-fold cross-validation
+(``data.folds=K``) get ``_cvK`` (``base_cv5``); their replicates are the folds (and seeds), the
+paired differences are taken fold by fold, and the interval of a mean over folds is the
+corrected resampled t interval of Nadeau and Bengio (2003): the folds' training sets overlap,
+so the variance of the mean is s^2 (1/n + n_test/n_train) rather than s^2/n, with n - 1
+degrees of freedom.
 """
 
 from __future__ import annotations
@@ -63,17 +68,20 @@ def mean_ci(
     values: Iterable[float | None],
     confidence: float = CONFIDENCE,
     bounds: tuple[float | None, float | None] = (None, None),
+    test_train_ratio: float = 0.0,
 ) -> dict[str, Any]:
     """Mean, sample std, n and the t interval of the mean of the finite ``values`` (None bounds with n < 2).
 
-    ``bounds`` clips the interval to the values' possible range (accuracies: 0 to 1).
+    ``bounds`` clips the interval to the values' possible range (accuracies: 0 to 1);
+    ``test_train_ratio`` (n_test / n_train of one fold) widens it for cross-validation folds.
     """
     xs = [float(v) for v in values if v is not None and math.isfinite(v)]
     out: dict[str, Any] = {"mean": statistics.fmean(xs) if xs else None, "std": None, "n": len(xs),
                            "low": None, "high": None}  # fmt: skip
     if len(xs) > 1:
         std = statistics.stdev(xs)
-        half = t_quantile(0.5 + confidence / 2, len(xs) - 1) * std / math.sqrt(len(xs))
+        # test_train_ratio > 0: cross-validation folds, Nadeau and Bengio's correction for overlapping training sets
+        half = t_quantile(0.5 + confidence / 2, len(xs) - 1) * std * math.sqrt(1 / len(xs) + test_train_ratio)
         low, high = out["mean"] - half, out["mean"] + half
         low, high = (
             (low if bounds[0] is None else max(low, bounds[0])),
@@ -83,27 +91,46 @@ def mean_ci(
     return out
 
 
-def paired_difference(a: dict[Any, float], b: dict[Any, float], confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """``a - b`` over the keys (seeds) both have: mean, t interval, n, and the seeds paired."""
+def paired_difference(a: dict[Any, float], b: dict[Any, float], confidence: float = CONFIDENCE,
+                      test_train_ratio: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """``a - b`` over the keys (seeds, or (seed, fold) pairs) both have: mean, t interval, n, and the keys paired."""
     seeds = sorted(k for k in set(a) & set(b) if a[k] is not None and b[k] is not None)
-    return {**mean_ci([a[s] - b[s] for s in seeds], confidence), "seeds": seeds}
+    return {**mean_ci([a[s] - b[s] for s in seeds], confidence, test_train_ratio=test_train_ratio), "seeds": seeds}
 
 
 # ---------------------------------------------------------------------------- protocols
 
 
 def split_of(run) -> str:
-    """``random`` or ``grouped``: metrics.json's ``split``, else the saved config's data.split, else random."""
+    """``random``, ``grouped`` or ``cvK``: metrics.json's ``split`` (and ``folds``), else the saved config's."""
     return folder_split(run.folder, run.info)
+
+
+def protocols(runs: list) -> list[str]:
+    """The split protocols of ``runs``' data labels: random and grouped, then each ``cvK`` found."""
+    found = sorted({r.data.rsplit("_", 1)[1] for r in runs if "_cv" in r.data}, key=lambda p: int(p[2:]))
+    return [*PROTOCOLS, *found]
+
+
+def cv_ratio(data: str) -> float:
+    """n_test / n_train of one fold of a ``_cvK`` data label (test n/K, validation n/6, training the rest); 0 otherwise."""
+    if "_cv" not in data:
+        return 0.0
+    k = int(data.rsplit("_cv", 1)[1])
+    return (1 / k) / (1 - 1 / k - 1 / 6)
 
 
 def folder_split(folder: Path, info: dict[str, Any] | None = None) -> str:
     """The split protocol of the run in ``folder`` (``info``: its metrics.json, if read)."""
+    if info and info.get("folds"):
+        return f"cv{int(info['folds'])}"
     if info and info.get("split"):
         return str(info["split"])
     for config in (folder / "config.yaml", folder / ".hydra" / "config.yaml"):
         if config.is_file():
-            return str(OmegaConf.select(OmegaConf.load(config), "data.split") or "random")
+            saved = OmegaConf.load(config)
+            folds = OmegaConf.select(saved, "data.folds")
+            return f"cv{int(folds)}" if folds else str(OmegaConf.select(saved, "data.split") or "random")
     return "random"
 
 
@@ -129,12 +156,15 @@ def baseline_label(model: str) -> str:
 def extra_rows(rows: Sequence[tuple[str, str, str]], runs: list) -> list[tuple[str, str, str]]:
     """Rows a study table gains from ``runs``: the study's rows on the grouped split, then reference baselines."""
     present = {(r.model, r.data) for r in runs}
-    extra = [(f"{label}, {p} split", model, data_label(data, p)) for p in PROTOCOLS[1:]
+    names = {
+        p: (f"grouped {p[2:]}-fold cross-validation" if p.startswith("cv") else f"{p} split") for p in protocols(runs)
+    }
+    extra = [(f"{label}, {names[p]}", model, data_label(data, p)) for p in protocols(runs)[1:]
              for label, model, data in rows if (model, data_label(data, p)) in present]  # fmt: skip
     datas = list(dict.fromkeys(d for _, _, d in rows))
-    for p in PROTOCOLS:
+    for p in protocols(runs):
         for model in sorted({m for m, _ in present} - set(MODELS)):
-            extra += [(baseline_label(model) + ("" if p == PROTOCOLS[0] else f", {p} split"), model, data_label(d, p))
+            extra += [(baseline_label(model) + ("" if p == PROTOCOLS[0] else f", {names[p]}"), model, data_label(d, p))
                       for d in datas if (model, data_label(d, p)) in present]  # fmt: skip
     return extra
 
@@ -144,7 +174,7 @@ def extra_rows(rows: Sequence[tuple[str, str, str]], runs: list) -> list[tuple[s
 
 def _by_seed(runs: list, model: str, data: str, key: str) -> dict[Any, float]:
     done = [r for r in runs if r.model == model and r.data == data and r.status == "done" and r.seed is not None]
-    return {r.seed: r.metrics.get(key) for r in done}
+    return {getattr(r, "replicate", r.seed): r.metrics.get(key) for r in done}  # under cross-validation: per fold
 
 
 def paired_differences(runs: list) -> list[dict[str, Any]]:
@@ -154,10 +184,10 @@ def paired_differences(runs: list) -> list[dict[str, Any]]:
 
     def add(what: str, a: tuple[str, str], b: tuple[str, str], keys: Sequence[str]) -> None:
         for key in keys:
-            diff = paired_difference(_by_seed(runs, *a, key), _by_seed(runs, *b, key))
+            diff = paired_difference(_by_seed(runs, *a, key), _by_seed(runs, *b, key), test_train_ratio=cv_ratio(a[1]))
             out.append({"comparison": what, "metric": key, "a": "-".join(a), "b": "-".join(b), **diff})
 
-    for p in PROTOCOLS:
+    for p in protocols(runs):
         base, aug = data_label("base", p), data_label("augmented", p)
         for m in models:
             add(f"{MODELS[m]}: augmented - base ({p} split)", (m, aug), (m, base), (*GENERALISATION_KEYS, "test/acc"))
