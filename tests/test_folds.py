@@ -157,3 +157,27 @@ def test_the_report_reads_a_fold_set_as_folds_with_the_corrected_interval(tmp_pa
     test_diff = next(d for d in diffs if d["metric"] == "test/acc")
     assert test_diff["n"] == 5 and test_diff["seeds"] == [(0, f) for f in range(5)]
     assert test_diff["mean"] == pytest.approx(sum(a - b for a, b in zip(accs["augmented"], accs["base"])) / 5)
+
+
+@pytest.mark.slow
+def test_experiment_cv_runs_every_fold_as_one_sweep_and_the_report_reads_them(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    sweep = tmp_path / "cv"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HANDGESTURES_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "train.py", "-m", "experiment=cv", "model=carlosnet", "data=base", "data.folds=3",
+           "data.fold=range(3)", *TINY, "data.builtin_size=480", "epochs=1", "trainer.limit_train_batches=2",
+           "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = sorted((json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")), key=lambda r: r["fold"])
+    assert [(r["folds"], r["fold"], r["status"]) for r in records] == [(3, f, "done") for f in range(3)]
+    assert sorted(p.name.split("-")[2] for p in sweep.glob("*-job*")) == ["fold0", "fold1", "fold2"]
+    from handgestures.analysis.report import build_report
+
+    text = build_report(sweep, tmp_path / "report").read_text()
+    assert "grouped 3-fold cross-validation" in text and "n=3" in text
