@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -158,7 +159,8 @@ def predict_files(
 
     Files are decoded ``batch_size`` at a time on a thread pool, then predicted as one batch;
     with ``prefetch`` the next batch is decoded while the network runs on this one. A file
-    that cannot be read gives an ``error`` record and the others go on.
+    that cannot be read, or for which the model's probabilities are not finite, gives an
+    ``error`` record and the others go on.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -181,6 +183,10 @@ def predict_files(
                     yield {"file": d.path, "error": d.error}
                     continue
                 p = next(rows)
+                if not all(map(math.isfinite, p)):  # never a NaN probability: an error for this file
+                    run.failed += 1
+                    yield {"file": d.path, "error": "the model gave non-finite probabilities (NaN or infinity)"}
+                    continue
                 fingers = max(range(len(p)), key=p.__getitem__)
                 run.images += 1
                 run.resized += any(n.startswith("resized") for n in d.notices)
