@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_fingers_folder
+from helpers import ROOT
 from omegaconf import OmegaConf
 from PIL import Image, ImageFile
 
@@ -116,6 +119,14 @@ def test_export_writes_the_opset_it_reports_and_never_overwrites_unasked(tiny_ru
     before = out.read_bytes()
     code, err, _ = exit_code(run_export, cfg, capsys)
     assert code != 0 and str(out) in err and "overwrite=true" in err and out.read_bytes() == before
+    model = onnx.load(str(out))  # the same file with a NaN weight: refused where every .onnx is loaded
+    init = max(model.graph.initializer, key=lambda i: len(onnx.numpy_helper.to_array(i).ravel()))
+    values = onnx.numpy_helper.to_array(init).copy()
+    values.ravel()[0] = np.nan
+    init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
+    onnx.save(model, str(tmp_path / "poisoned.onnx"))
+    with pytest.raises(CheckpointError, match=rf"poisoned\.onnx.*{init.name}"):
+        load_predictor(tmp_path / "poisoned.onnx")
     import handgestures.inference.export as export
 
     monkeypatch.setattr(export, "export_onnx", lambda *a, **k: {"onnx": str(out), "opset": 17})
@@ -304,3 +315,25 @@ def test_bad_numbers_are_refused_before_any_work(runner, key, value, tmp_path, c
     code, err, _ = exit_code(runner, cfg, capsys)
     assert code != 0 and f"{key}={value}" in err and "expected" in err, err
     assert "missing.ckpt" not in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_the_commands_refuse_bad_numbers_and_skip_a_fifo_without_hanging(tiny_run, tmp_path):
+    """The real commands, in processes of their own: one error line, an exit status, no traceback."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.zeros((128, 128), np.uint8)).save(folder / "a.png")
+    os.mkfifo(folder / "pipe.png")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+    def command(*args):
+        return subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env=env)  # fmt: skip
+
+    bad = command(str(ROOT / "predict.py"), f"ckpt={tiny_run}", f"inputs={folder}", "batch_size=0")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: batch_size=0: expected an integer >= 1 (images decoded and predicted together)"
+    ), bad.stderr
+    run = command(str(ROOT / "predict.py"), f"ckpt={tiny_run}", f"inputs={folder}", "hydra.run.dir=out")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert f"{folder / 'pipe.png'}: ERROR refused: not a regular file: a FIFO" in run.stdout
+    assert "1 images predicted, 1 failed" in run.stdout

@@ -83,6 +83,22 @@ class TorchPredictor(Predictor):
             return self.module(x).float()
 
 
+def check_finite_onnx(path: Path) -> None:
+    """A :class:`CheckpointError` naming the file and the first initializer holding NaN or infinity."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:  # onnxruntime without onnx: its outputs are still checked per image
+        return
+    for init in onnx.load(str(path), load_external_data=False).graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise CheckpointError(
+                f"{str(path)!r} has non-finite weights: initializer {init.name!r} holds "
+                f"{int((~np.isfinite(values)).sum())} NaN or infinite values; it cannot predict"
+            )
+
+
 class OnnxPredictor(Predictor):
     """An exported ``.onnx`` graph in onnxruntime; its description is in the file's metadata."""
 
@@ -107,6 +123,8 @@ class OnnxPredictor(Predictor):
             raise CheckpointError(
                 f"{str(path)!r} has no '{ONNX_METADATA_KEY}' metadata: not exported by handgestures-export"
             )
+        if require_metadata:  # a model to use (a fresh export's check comes from a checked network)
+            check_finite_onnx(path)
         super().__init__(json.loads(meta.get(ONNX_METADATA_KEY, "{}")), path)
         self.precision = "32-true"
         self.input_name = self.session.get_inputs()[0].name
