@@ -105,10 +105,10 @@ def row_status(runs: list[Run]) -> str:
     """What a table row stands on: 'n=3', 'n=2; 1 failed', 'MISSING (no run)', ..."""
     if not runs:
         return "**MISSING** (no run)"
-    counts = {s: sum(r.status == s for r in runs) for s in ("done", "trained", "failed", "incomplete")}
+    counts = {s: sum(r.status == s for r in runs) for s in ("done", "trained", "failed", "incomplete", "unreadable")}
     notes = [f"n={counts['done']}"]
     notes += [f"**{counts[s]} {label}**" for s, label in (("failed", "failed"), ("trained", "not evaluated"),
-              ("incomplete", "incomplete")) if counts[s]]  # fmt: skip
+              ("incomplete", "incomplete"), ("unreadable", "unreadable")) if counts[s]]  # fmt: skip
     return "; ".join(notes)
 
 
@@ -120,6 +120,8 @@ def problems(runs: list[Run]) -> list[str]:
             lines.append(f"failed: {run.name} ({run.folder.name}): {run.error}")
         elif run.status == "trained":
             lines.append(f"not evaluated: {run.name} ({run.folder.name}) has status 'trained', no test metrics")
+        elif run.status == "unreadable":
+            lines.append(f"unreadable: {run.name} ({run.folder.name}): {run.error}; left out of the tables")
         elif run.status == "incomplete":
             lines.append(f"incomplete: {run.name} ({run.folder.name}) has no metrics.json (still running or killed)")
     seen: dict[tuple, int] = {}
@@ -192,7 +194,8 @@ def extra_rows_md(table: Table, runs: list[Run]) -> list[list[str]]:
 def runs_table_md(runs: list[Run], out_dir: Path) -> str:
     rows = []
     for run in runs:
-        labels = {"done": "done", "failed": f"**failed**: {run.error}", "trained": "**trained** (not evaluated)"}
+        labels = {"done": "done", "failed": f"**failed**: {run.error}", "trained": "**trained** (not evaluated)",
+                  "unreadable": f"**unreadable**: {run.error}"}  # fmt: skip
         status = labels.get(run.status, f"**{run.status}**")
         link = os.path.relpath(run.folder, out_dir)
         comparable = "yes" if not run.not_comparable else "**no**: " + "; ".join(run.not_comparable)

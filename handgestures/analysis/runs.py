@@ -31,6 +31,7 @@ from handgestures.runfolder.record import (
 )
 
 # the run folders' names (conf/hydra/default.yaml): <model>-<data>-seed<N>-...
+STATUS_UNREADABLE = "unreadable"  # metrics.json exists but cannot be read (truncated, not JSON): listed, not counted
 RUN_NAME = re.compile(r"^(?P<model>[a-z0-9_]+)-(?P<data>[a-z0-9_]+)-seed(?P<seed>\d+)")
 
 
@@ -40,7 +41,7 @@ class Run:
     model: str
     data: str
     seed: int | None
-    status: str  # done | trained (not evaluated) | failed | incomplete (no result file)
+    status: str  # done | trained (not evaluated) | failed | incomplete (no result file) | unreadable (metrics.json)
     info: dict[str, Any] = field(default_factory=dict)  # metrics.json
     error: str | None = None  # failed.json's error, first line
     epochs: list[dict[str, float]] = field(default_factory=list)  # epochs.csv
@@ -142,22 +143,39 @@ def read_identity(folder: Path) -> dict[str, Any]:
 def read_epochs(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
-    with path.open(newline="") as fh:
-        return [
-            {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()} for row in csv.DictReader(fh)
-        ]
+    try:
+        with path.open(newline="") as fh:
+            return [
+                {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()} for row in csv.DictReader(fh)
+            ]
+    except (OSError, ValueError, TypeError):  # a damaged epochs.csv: no curves for that run, the rest goes on
+        return []
+
+
+def read_record(path: Path) -> tuple[dict[str, Any], str | None]:
+    """``(content, None)`` of a run's JSON file, or ``({}, why it cannot be read)``: one bad file stops nothing."""
+    try:
+        content = read_json(path)
+    except (OSError, ValueError) as err:  # unreadable, truncated mid-write, not UTF-8, not JSON
+        return {}, f"{path.name} unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+    if not isinstance(content, dict):
+        return {}, f"{path.name} unreadable (a JSON {type(content).__name__}, not an object)"
+    return content, None
 
 
 def load_run(folder: Path) -> Run:
     metrics_file, failed_file = folder / METRICS_FILE, folder / FAILED_FILE
-    info = read_json(metrics_file) if metrics_file.is_file() else {}
+    info, unreadable = read_record(metrics_file) if metrics_file.is_file() else ({}, None)
     ident = {k: info[k] for k in ("model", "data", "seed") if k in info} if info else read_identity(folder)
     error = None
     # a failure counts unless a later run in the same folder finished (a stale failed.json)
     if failed_file.is_file() and not (info and metrics_file.stat().st_mtime > failed_file.stat().st_mtime):
         status = STATUS_FAILED
-        lines = str(read_json(failed_file).get(KEY_ERROR, "")).strip().splitlines()
+        failure, why = read_record(failed_file)
+        lines = str(failure.get(KEY_ERROR, why or "")).strip().splitlines()
         error = lines[0] if lines else "unknown error"
+    elif unreadable:
+        status, error = STATUS_UNREADABLE, f"{metrics_file}: {unreadable}"
     else:
         status = info.get(KEY_STATUS, "incomplete") if info else "incomplete"
     return Run(folder, str(ident["model"]), str(ident["data"]), ident.get("seed"), status, info, error,

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from handgestures.data.cache import ImageSet, cache_path, load_entry, save_entry, tidy
+from handgestures.data.imagefile import open_image
 from handgestures.data.problems import NoImagesError, default_report_dir, handle_bad_files, report_twins, twin_groups
 from handgestures.data.scan import EXPECTED_NAME, NAME_PATTERN, FileRecord, parse_name, scan_folder
 
@@ -80,7 +81,7 @@ def to_gray8(img: Image.Image) -> np.ndarray:
 def decode_png(path: Path, image_size: int) -> np.ndarray:
     """One image as uint8 (H, W); ValueError naming the file and the reason when it cannot be."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:  # a regular file, its header within the limits (MAX_PIXELS, MAX_BITS)
             if img.size != (image_size, image_size):
                 raise ValueError(f"is {img.size[0]}x{img.size[1]}, expected {image_size}x{image_size}")
             array = to_gray8(img)

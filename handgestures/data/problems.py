@@ -44,6 +44,7 @@ KINDS = (  # (reason prefix, its name in the summary)
     ("badly named", "badly named"), ("cannot decode", "cannot decode"), ("is ", "wrong size"),
     ("empty file", "empty"), ("broken symbolic link", "broken link"), ("cannot be read", "unreadable"),
     ("folder cannot be read", "unreadable folder"), ("same pixels", "same pixels under another label"),
+    ("not a regular file", "not a regular file"), ("too large", "too large"), ("too deep", "too deep"),
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from handgestures.data.imagefile import ImageRefused, check_regular, not_regular
 from handgestures.data.problems import NoImagesError
 
 NAME_PATTERN = re.compile(r"^(?P<id>.+)_(?P<fingers>[0-5])(?P<hand>[LR])\.png$", re.IGNORECASE)
@@ -86,8 +87,13 @@ def walk_pngs(root: Path) -> tuple[list[str], list[tuple[str, str]], list[str]]:
             except OSError as err:
                 bad.append((rel, f"cannot be read ({err.strerror or err})"))
                 continue
-            if entry.is_symlink() and not (is_dir or is_file):
-                bad.append((rel, f"broken symbolic link to {os.readlink(entry.path)!r}"))
+            if not (is_dir or is_file):  # a broken link, or a FIFO, device or socket: never opened
+                try:
+                    bad.append(
+                        (rel, f"not a regular file: {not_regular(entry.stat(follow_symlinks=True))}; not opened")
+                    )
+                except OSError:
+                    bad.append((rel, f"broken symbolic link to {os.readlink(entry.path)!r}"))
             elif is_dir:
                 target = entry.stat(follow_symlinks=True)
                 key = (target.st_dev, target.st_ino)
@@ -126,7 +132,10 @@ def _record(root: Path, rel: str) -> FileRecord | tuple[str, str]:
     except ValueError:
         return rel, f"badly named: expected {EXPECTED_NAME}"
     try:
+        check_regular(root / rel)  # replaced by a FIFO since the walk: still never opened
         size, digest = digest_file(root / rel)
+    except ImageRefused as err:
+        return rel, str(err)
     except OSError as err:
         return rel, f"cannot be read ({err.strerror or err})"
     if size == 0:

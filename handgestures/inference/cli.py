@@ -36,6 +36,16 @@ def _required(cfg: DictConfig, key: str, what: str) -> str:
     return str(value)
 
 
+def _integer(cfg: DictConfig, key: str, minimum: int, nullable: bool = False, what: str = "") -> int | None:
+    """``cfg[key]`` as an int >= ``minimum`` (or None when ``nullable``); else one error naming key and value."""
+    value = cfg.get(key)
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        fail(f"{key}={value}: expected an integer >= {minimum}{' or null' if nullable else ''}{what}")
+    return value
+
+
 def run_predict(cfg: DictConfig) -> int:
     """Predictions for ``inputs`` (an image or a folder); returns the exit status (1 if any failed)."""
     from handgestures.inference.predictor import (  # torch/onnx/gradio after the arguments are checked
@@ -50,6 +60,8 @@ def run_predict(cfg: DictConfig) -> int:
     output = str(cfg.get("output", "text"))
     if output not in OUTPUTS:
         fail(f"output={output!r}: expected one of {list(OUTPUTS)}")
+    batch_size = _integer(cfg, "batch_size", 1, what=" (images decoded and predicted together)")
+    threads = _integer(cfg, "threads", 1, nullable=True, what=" (decoding threads; null = min(8, CPU cores))")
     try:
         predictor = load_predictor(ckpt, precision=cfg.get("precision"))
         paths, others = list_inputs(inputs)
@@ -62,7 +74,7 @@ def run_predict(cfg: DictConfig) -> int:
     if not paths:
         fail(f"no image files under {inputs!r}")
     run = PredictionRun()
-    records = predict_files(predictor, paths, batch_size=int(cfg.batch_size), threads=cfg.get("threads"), run=run)
+    records = predict_files(predictor, paths, batch_size=batch_size, threads=threads, run=run)
     csv_file = writer = None
     if output == "csv":
         csv_path = Path(str(cfg.output_dir)) / "predictions.csv"
@@ -103,11 +115,11 @@ def run_eval(cfg: DictConfig) -> int:
 
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
     root = (cfg.get("data") or {}).get("root")
+    batch_size = _integer(cfg, "batch_size", 1, nullable=True, what=" (null = the run's eval_batch_size)")
     try:
         predictor = load(ckpt, cfg.get("precision"))
-        result = run(
-            predictor, root=str(root) if root else None, split=cfg.get("split"), batch_size=cfg.get("batch_size")
-        )
+        result = run(predictor, root=str(root) if root else None, split=cfg.get("split"), batch_size=batch_size,
+                     report_dir=str(cfg.output_dir))  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(format_result(result))
@@ -124,18 +136,22 @@ def load(ckpt: str, precision):
 
 def run_export(cfg: DictConfig) -> int:
     """``format=onnx``: the checkpoint's network as an ONNX file, checked in onnxruntime."""
-    from handgestures.inference.export import export_onnx  # torch/onnx/gradio after the arguments are checked
+    from handgestures.inference import export  # torch/onnx/gradio after the arguments are checked
     from handgestures.runfolder.checkpoints import resolve_checkpoint  # torch, after the arguments are checked
 
     ckpt = _required(cfg, "ckpt", "a checkpoint or a run folder")
     if str(cfg.format) != "onnx":
         fail(f"format={cfg.format!r}: only onnx is supported")
+    check_batch = _integer(cfg, "check_batch", 0, what=" (built-in hands run through both runtimes; 0: none)")
+    overwrite = cfg.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        fail(f"overwrite={overwrite}: expected true or false")
     try:
+        opset = export.check_opset(cfg.get("opset"))
         file = resolve_checkpoint(ckpt)
-        out = Path(str(cfg.output)) if cfg.get("output") else file.with_suffix(".onnx")
-        report = export_onnx(
-            file, out, opset=int(cfg.opset), check_batch=int(cfg.check_batch), try_fused=bool(cfg.try_fused)
-        )
+        out = export.check_output(cfg.output if cfg.get("output") else file.with_suffix(".onnx"), overwrite)
+        report = export.export_onnx(file, out, opset=opset, check_batch=check_batch, try_fused=bool(cfg.try_fused),
+                                    overwrite=overwrite)  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(json.dumps(report, indent=2))

@@ -60,6 +60,8 @@ class DemoModel:
         )
         augmented = apply_keras_transform(x, params, **self.warp)
         probs = self.predictor.probabilities(torch.cat([x, augmented]))
+        if not bool(probs.isfinite().all()):
+            raise ValueError(f"{Path(path).name}: the model gave non-finite probabilities (NaN or infinity)")
         picture = (augmented[0, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
         plain, aug = int(probs[0].argmax()), int(probs[1].argmax())
         p = {k: float(v[0]) for k, v in params.items()}

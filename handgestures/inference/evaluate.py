@@ -37,12 +37,18 @@ SPLIT_CHOICES = ("all", *SPLITS)
 ALL_VIEW_OFFSET = 99  # the 'all' set's view generator: eval_view_seed * 1000 + 99 (splits use 0-2)
 
 
-def datamodule_for(description: dict[str, Any], root: str | None, batch_size: int | None = None) -> FingersDataModule:
-    """The run's datamodule (its recorded data arguments), on ``root`` when given."""
+def datamodule_for(
+    description: dict[str, Any], root: str | None, batch_size: int | None = None, report_dir: str | None = None
+) -> FingersDataModule:
+    """The run's datamodule (its recorded data arguments), on ``root`` when given.
+
+    Lists of bad files go to ``report_dir`` (the evaluation's folder), never to the folder the
+    run recorded (its own run folder); None: the cache folder's ``reports/``.
+    """
     recorded = dict(description.get("data") or {})
     accepted = set(inspect.signature(FingersDataModule).parameters)
     kwargs = {k: v for k, v in recorded.items() if k in accepted}
-    kwargs.update(huge_pages=False, num_workers=0, cache_dir=None)
+    kwargs.update(huge_pages=False, num_workers=0, cache_dir=None, report_dir=report_dir)
     if root is not None:
         kwargs["root"] = root
     if batch_size is not None:
@@ -113,12 +119,13 @@ def evaluate_set(predictor: Predictor, dm: FingersDataModule, dataset: IndexedIm
 
 
 def evaluate(
-    predictor: Predictor, root: str | None = None, split: str | None = None, batch_size: int | None = None
-) -> dict[str, Any]:
-    """Every set of ``split`` (see the module docstring) as one JSON-ready dict."""
+    predictor: Predictor, root: str | None = None, split: str | None = None, batch_size: int | None = None,
+    report_dir: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Every set of ``split`` (see the module docstring) as one JSON-ready dict; bad files listed in ``report_dir``."""
     description = predictor.description
     split = split or default_split(description, root)
-    dm = datamodule_for(description, root, batch_size)
+    dm = datamodule_for(description, root, batch_size, report_dir)
     sets = build_sets(dm, split)
     results = {name: evaluate_set(predictor, dm, dataset) for name, dataset in sets.items()}
     return {

@@ -5,7 +5,12 @@ Choices, made explicitly rather than left to torch's defaults:
 * **exporter**: ``torch.onnx.export(dynamo=True)``, the ``torch.export``-based exporter
   (torch 2.9+'s default, and the maintained one; the TorchScript exporter is deprecated).
   It needs onnxscript, hence the ``[export]`` extra: onnx, onnxruntime, onnxscript.
-* **opset**: 18 by default, given explicitly (each torch release moves its default).
+* **opset**: 18 by default, given explicitly (each torch release moves its default); any of
+  :func:`supported_opsets` (17 up to the installed onnx package's newest), checked before any
+  work. The exporter writes 18 and converts to the opset asked for; the written file's
+  ``opset_import`` is checked, and a file of another opset is never kept.
+* **no overwrite**: an existing output file is kept unless ``overwrite`` is true; the file is
+  written under a temporary name and renamed when complete, so a failed export loses nothing.
 * **batch axis**: dynamic (``dynamic_shapes``), so one file serves any batch size; height
   and width stay 128.
 * **graph**: the network's output logits, in fp32; softmax is applied by the caller, as
@@ -38,6 +43,35 @@ from handgestures.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
 DEFAULT_OPSET = 18
+MIN_OPSET = 17  # below, the exporter's version converter silently keeps 18; the networks export from 17 up
+
+
+def supported_opsets() -> range:
+    """The ONNX opsets an export may ask for: :data:`MIN_OPSET` to the installed onnx's newest."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError("ONNX export needs the export extra: pip install 'handgestures[export]'") from err
+    return range(MIN_OPSET, onnx.defs.onnx_opset_version() + 1)
+
+
+def check_opset(opset: object) -> int:
+    """``opset`` as an int, or ValueError naming it and the supported range."""
+    supported = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in supported:
+        raise ValueError(
+            f"opset={opset}: expected an integer ONNX opset in the supported range "
+            f"{supported.start}..{supported.stop - 1} (the installed onnx's newest is {supported.stop - 1})"
+        )
+    return opset
+
+
+def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
+    """``output`` as a Path; ValueError when it exists and ``overwrite`` is false."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ValueError(f"output {str(output)!r} exists: pass overwrite=true to replace it, or another output=")
+    return output
 
 
 def _export(net: torch.nn.Module, path: Path, opset: int) -> None:
@@ -96,30 +130,46 @@ def _runs_the_same(path: Path, net: torch.nn.Module, images: torch.Tensor, toler
 
 def export_onnx(
     ckpt: str | os.PathLike, output: str | os.PathLike, opset: int = DEFAULT_OPSET, check_batch: int = 8,
-    try_fused: bool = True, tolerance: float = 1e-5,
+    try_fused: bool = True, tolerance: float = 1e-5, overwrite: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Exports a checkpoint's network to ``output`` (see :func:`export_net`)."""
+    check_opset(opset)
+    check_output(output, overwrite)
     module, description = load_module(ckpt)
-    return export_net(module.net, description, output, opset, check_batch, try_fused, tolerance)
+    return export_net(module.net, description, output, opset, check_batch, try_fused, tolerance, overwrite)
 
 
 def export_net(
     net: torch.nn.Module, description: dict[str, Any], output: str | os.PathLike, opset: int = DEFAULT_OPSET,
-    check_batch: int = 8, try_fused: bool = True, tolerance: float = 1e-5,
+    check_batch: int = 8, try_fused: bool = True, tolerance: float = 1e-5, overwrite: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Exports ``net`` to ``output``; returns what was done and the parity check.
 
     A fused CarlosNet is exported as it is first (``try_fused``), and kept only if
     onnxruntime runs it and gives the same probabilities (within ``tolerance``) on a batch and
-    on a single image; otherwise the layer-by-layer graph is exported.
+    on a single image; otherwise the layer-by-layer graph is exported. ``output`` appears only
+    complete, and only if it did not exist or ``overwrite`` is true.
     """
+    check_opset(opset)
+    final = check_output(output, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    output = final.with_name(f".{final.name}.{os.getpid()}.partial.onnx")
     try:
-        import onnx
-    except ImportError as err:
-        raise ImportError("ONNX export needs the export extra: pip install 'handgestures[export]'") from err
+        report = _export_checked(net, description, output, opset, check_batch, try_fused, tolerance)
+        check_output(final, overwrite)  # not created meanwhile
+        os.replace(output, final)
+    finally:
+        output.unlink(missing_ok=True)
+    return {**report, "onnx": str(final)}
+
+
+def _export_checked(
+    net: torch.nn.Module, description: dict[str, Any], output: Path, opset: int, check_batch: int, try_fused: bool,
+    tolerance: float,
+) -> dict[str, Any]:  # fmt: skip
+    import onnx
+
     net = net.float().eval().to(memory_format=torch.contiguous_format)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     images = _check_images(max(2, check_batch))
     fused = getattr(net, "fused", None)
     graph, why = "as trained", None
@@ -140,6 +190,9 @@ def export_net(
         _export(net, output, opset)
     model = onnx.load(str(output))
     onnx.checker.check_model(model)
+    written = {o.domain: o.version for o in model.opset_import}.get("")
+    if written != opset:
+        raise ValueError(f"opset={opset}: the exporter wrote opset {written} instead; nothing was written")
     meta = {**description, "exported_from": str(description.get("checkpoint")), "graph": graph, "opset": opset}
     entry = model.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(meta)

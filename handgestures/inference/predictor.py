@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -82,6 +83,22 @@ class TorchPredictor(Predictor):
             return self.module(x).float()
 
 
+def check_finite_onnx(path: Path) -> None:
+    """A :class:`CheckpointError` naming the file and the first initializer holding NaN or infinity."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:  # onnxruntime without onnx: its outputs are still checked per image
+        return
+    for init in onnx.load(str(path), load_external_data=False).graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise CheckpointError(
+                f"{str(path)!r} has non-finite weights: initializer {init.name!r} holds "
+                f"{int((~np.isfinite(values)).sum())} NaN or infinite values; it cannot predict"
+            )
+
+
 class OnnxPredictor(Predictor):
     """An exported ``.onnx`` graph in onnxruntime; its description is in the file's metadata."""
 
@@ -106,6 +123,8 @@ class OnnxPredictor(Predictor):
             raise CheckpointError(
                 f"{str(path)!r} has no '{ONNX_METADATA_KEY}' metadata: not exported by handgestures-export"
             )
+        if require_metadata:  # a model to use (a fresh export's check comes from a checked network)
+            check_finite_onnx(path)
         super().__init__(json.loads(meta.get(ONNX_METADATA_KEY, "{}")), path)
         self.precision = "32-true"
         self.input_name = self.session.get_inputs()[0].name
@@ -158,7 +177,8 @@ def predict_files(
 
     Files are decoded ``batch_size`` at a time on a thread pool, then predicted as one batch;
     with ``prefetch`` the next batch is decoded while the network runs on this one. A file
-    that cannot be read gives an ``error`` record and the others go on.
+    that cannot be read, or for which the model's probabilities are not finite, gives an
+    ``error`` record and the others go on.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -181,6 +201,10 @@ def predict_files(
                     yield {"file": d.path, "error": d.error}
                     continue
                 p = next(rows)
+                if not all(map(math.isfinite, p)):  # never a NaN probability: an error for this file
+                    run.failed += 1
+                    yield {"file": d.path, "error": "the model gave non-finite probabilities (NaN or infinity)"}
+                    continue
                 fingers = max(range(len(p)), key=p.__getitem__)
                 run.images += 1
                 run.resized += any(n.startswith("resized") for n in d.notices)

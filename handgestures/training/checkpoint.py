@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 import handgestures
@@ -103,6 +104,22 @@ def hyperparameters(checkpoint: Mapping[str, Any], path: Path) -> dict[str, Any]
     return hparams
 
 
+def check_finite(state: Mapping[str, Any], file: Path) -> None:
+    """A :class:`CheckpointError` naming the file and the first tensor holding NaN or infinity.
+
+    Such weights give NaN probabilities for every image: predict, eval, export and the demo
+    (which all load through :func:`load_module`) refuse them instead.
+    """
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            bad = tensor[~tensor.isfinite()]
+            raise CheckpointError(
+                f"checkpoint {str(file)!r} has non-finite weights: tensor {name!r} holds {bad.numel()} of "
+                f"{tensor.numel()} values that are NaN or infinite (first: {float(bad[0])}); it cannot predict. "
+                "Use an earlier checkpoint of the run (checkpoints/), or retrain."
+            )
+
+
 def load_module(path: str | os.PathLike, eval_names: list[str] | None = None):
     """``(module, description)`` from a checkpoint file or run folder, in eval mode on the CPU."""
     file = resolve_checkpoint(path)
@@ -114,6 +131,7 @@ def load_module(path: str | os.PathLike, eval_names: list[str] | None = None):
         hparams["eval_names"] = list(eval_names)
     module = HandGestureClassifier(**hparams)
     state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    check_finite(state, file)
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if k.startswith("net.")]
     if missing or unexpected:
