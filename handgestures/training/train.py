@@ -35,12 +35,13 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_config_precision,
     resolve_precision,
 )
+from handgestures.training import trackers
 from handgestures.training.callbacks import tensorboard_writer
 from handgestures.training.checkpoint import describe_run
 from handgestures.training.console import quiet_framework_noise
 from handgestures.training.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
 from handgestures.training.module import HandGestureClassifier
-from handgestures.training.tb_layout import CONFUSION_TAG, tensorboard_logger, write_final
+from handgestures.training.tb_layout import CONFUSION_TAG, write_final
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def build_run(
         eval_names=datamodule.eval_names, channels_last=bool(cfg.channels_last),
         **describe_run(cfg),  # net_spec + description: self-describing checkpoints
     )  # fmt: skip
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = trackers.instantiate_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
     callbacks += [
         RandomStates(),
@@ -139,6 +140,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     OmegaConf.save(cfg, out_dir / rr.CONFIG_FILE, resolve=True)  # with the precision "auto" became
     info = run_name(cfg)
     write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
+    trackers.log_start(trainer, hparams_of(cfg, info))  # MLflow, W&B, CSV: hyperparameters before training
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
@@ -183,16 +185,16 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     log.info("results of %s / %s / seed %d (best checkpoint) -> %s\n%s", info["model"], info["data"], info["seed"],
              out_dir, summary_table(metrics, eval_names))  # fmt: skip
     write_model_card(out_dir)  # MODEL_CARD.md, from the files just written
+    trackers.finish(trainer, out_dir)  # MLflow: the run's files as artifacts; W&B: the run closed
     return metrics
 
 
 def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
-    """HPARAMS with the real final metrics, and the test confusion matrix as an image."""
+    """HPARAMS with the real final metrics, and the test confusion matrix as an image (TensorBoard);
+    the final metrics for the other loggers (their hyperparameters went at the start)."""
     hparams = hparams_of(cfg, info)
     write_final(trainer, hparams, metrics, int(trainer.current_epoch))
-    for logger in trainer.loggers:
-        if logger is not tensorboard_logger(trainer):  # any other logger: its own hparams call
-            logger.log_hyperparams(hparams, metrics=metrics)
+    trackers.log_final(trainer, metrics, int(trainer.current_epoch))  # other loggers: final/<set>/<metric>
     writer = tensorboard_writer(trainer)
     if writer is not None and "test" in confusion:
         writer.add_figure(CONFUSION_TAG, confusion_figure(confusion["test"], "test, best checkpoint"), 0)
