@@ -32,7 +32,7 @@ from handgestures.data.augment.batch import KERAS_PARAM_NAMES  # noqa: F401  (re
 from handgestures.data.cache import ImageSet
 from handgestures.data.grouping import SPLIT_KINDS, make_split
 from handgestures.data.problems import check_splits
-from handgestures.data.samplers import EpochBatchSampler, EpochShuffle, distributed_batches
+from handgestures.data.samplers import EpochBatchSampler, EpochShuffle, SequentialBatches, distributed_batches
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS
 from handgestures.runtime import back_with_huge_pages
@@ -180,6 +180,10 @@ class FingersDataModule(L.LightningDataModule):
         # the shuffle is a function of (seed, epoch), so a resumed run replays the same order
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
         batches = EpochBatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
+        if (
+            getattr(self.trainer, "overfit_batches", 0) and self.trainer.state.fn == "fit"
+        ):  # the same batches every epoch
+            batches = SequentialBatches(len(dataset), batch_size)
         return DataLoader(
             dataset,
             sampler=distributed_batches(batches, self.trainer, train=shuffle),  # DDP: this process's share

@@ -38,6 +38,7 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
 from handgestures.training import trackers
 from handgestures.training.callbacks import tensorboard_writer
 from handgestures.training.checkpoint import describe_run
+from handgestures.training.config_tree import print_config_tree
 from handgestures.training.console import quiet_framework_noise
 from handgestures.training.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
 from handgestures.training.module import HandGestureClassifier
@@ -138,6 +139,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
     datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
     OmegaConf.save(cfg, out_dir / rr.CONFIG_FILE, resolve=True)  # with the precision "auto" became
+    if cfg.get("print_config", True):
+        print_config_tree(cfg, title=f"config ({out_dir / rr.CONFIG_FILE})")
     info = run_name(cfg)
     write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
     trackers.log_start(trainer, hparams_of(cfg, info))  # MLflow, W&B, CSV: hyperparameters before training
@@ -147,6 +150,8 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     fit_start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
+    if trainer.fast_dev_run:  # debug=fdr: Lightning saves no checkpoint in this mode, so there is nothing to evaluate
+        return dry_run(trainer, module, datamodule, out_dir)
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     result: dict[str, Any] = {
@@ -187,6 +192,16 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     write_model_card(out_dir)  # MODEL_CARD.md, from the files just written
     trackers.finish(trainer, out_dir)  # MLflow: the run's files as artifacts; W&B: the run closed
     return metrics
+
+
+def dry_run(trainer: L.Trainer, module: HandGestureClassifier, datamodule: FingersDataModule, out_dir: Path) -> dict:
+    """The end of a ``trainer.fast_dev_run`` run: the test loop once on the current weights; no metrics.json."""
+    trainer.test(module, datamodule=datamodule, verbose=False, weights_only=True)
+    batches = int(trainer.fast_dev_run)
+    log.info("dry run (trainer.fast_dev_run=%s): %d batch(es) of training, validation and each test set ran; "
+             "Lightning saves no checkpoint in this mode, so no metrics.json was written in %s. "
+             "debug=limit trains and evaluates a few batches instead.", trainer.fast_dev_run, batches, out_dir)  # fmt: skip
+    return {}
 
 
 def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
