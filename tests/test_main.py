@@ -33,6 +33,16 @@ def test_help_lists_every_command_on_one_line_each(capsys):
     assert '\nhandgestures-eval = "handgestures.inference.cli:evaluate"' in pyproject  # the console scripts stay
 
 
+def test_help_imports_nothing_heavy(tmp_path):
+    probe = ("import sys\nfrom handgestures.launch.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print('HEAVY', sorted(m for m in ('torch', 'lightning', 'hydra') if m in sys.modules))")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+    )
+    assert out.stdout.strip().endswith("HEAVY []"), out.stdout + out.stderr
+
+
 def test_an_unknown_command_exits_2_with_the_list(tmp_path):
     proc = handgestures("trian", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
