@@ -180,9 +180,8 @@ class FingersDataModule(L.LightningDataModule):
         # the shuffle is a function of (seed, epoch), so a resumed run replays the same order
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
         batches = EpochBatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
-        if (
-            getattr(self.trainer, "overfit_batches", 0) and self.trainer.state.fn == "fit"
-        ):  # the same batches every epoch
+        overfit = getattr(self.trainer, "overfit_batches", 0) and self.trainer.state.fn == "fit"
+        if overfit:  # trainer.overfit_batches: the same batches every epoch, in a sampler Lightning keeps
             batches = SequentialBatches(len(dataset), batch_size)
         return DataLoader(
             dataset,
