@@ -33,7 +33,7 @@ from handgestures.data.cache import ImageSet
 from handgestures.data.folds import make_fold_split
 from handgestures.data.grouping import SPLIT_KINDS, make_split
 from handgestures.data.problems import check_splits
-from handgestures.data.samplers import EpochBatchSampler, EpochShuffle, distributed_batches
+from handgestures.data.samplers import EpochBatchSampler, EpochShuffle, SequentialBatches, distributed_batches
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS
 from handgestures.runtime import back_with_huge_pages
@@ -199,6 +199,9 @@ class FingersDataModule(L.LightningDataModule):
         # the shuffle is a function of (seed, epoch), so a resumed run replays the same order
         sampler = EpochShuffle(len(dataset), self.seed) if shuffle else SequentialSampler(dataset)
         batches = EpochBatchSampler(sampler, batch_size, drop_last=False)  # Keras keeps the last partial batch
+        overfit = getattr(self.trainer, "overfit_batches", 0) and self.trainer.state.fn == "fit"
+        if overfit:  # trainer.overfit_batches: the same batches every epoch, in a sampler Lightning keeps
+            batches = SequentialBatches(len(dataset), batch_size)
         return DataLoader(
             dataset,
             sampler=distributed_batches(batches, self.trainer, train=shuffle),  # DDP: this process's share

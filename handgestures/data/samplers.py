@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DistributedSampler, Sampler, SequentialSampler
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -46,6 +46,26 @@ class EpochBatchSampler(BatchSampler):
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+
+
+class SequentialBatches(SequentialSampler):
+    """Batches of ``range(n)`` in order, for ``trainer.overfit_batches`` (``debug=overfit``).
+
+    Lightning replaces the sampler of a loader it overfits on unless it is a ``SequentialSampler``,
+    with one of single indices, which the datamodule's loaders (a sampler of index lists,
+    ``batch_size=None``) cannot take. This one is a ``SequentialSampler`` yielding index lists.
+    """
+
+    def __init__(self, n: int, batch_size: int) -> None:
+        super().__init__(range(int(n)))
+        self.n, self.batch_size = int(n), int(batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:  # type: ignore[override]
+        for start in range(0, self.n, self.batch_size):
+            yield list(range(start, min(self.n, start + self.batch_size)))
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
 
 
 # ---- several processes (DDP): each rank's share of the batches ------------------------------

@@ -30,6 +30,8 @@ examples:
   python train.py epochs=3 trainer.limit_train_batches=20   a quick look
   python train.py -m experiment=study               the whole study: 2 models x 2 data x 3 seeds
   python train.py --cfg job                         print the composed config and exit
+  python train.py debug=limit                       a quick check (debug=default, fdr, overfit, profiler)
+  python train.py logger=mlflow                     also into outputs/mlflow.db (wandb, csv, many)
   handgestures-report outputs/sweeps/STAMP          the study's tables from a sweep's runs
 """
 
@@ -37,7 +39,7 @@ FOOTER = """\
 outputs: outputs/runs/MODEL-DATA-seedN-STAMP/ (a sweep: outputs/sweeps/STAMP/...) holds
 config.yaml, metrics.json, epochs.csv, checkpoints/ and tensorboard/
 (`tensorboard --logdir outputs`).
-more: README.md; Hydra's own help: python train.py --hydra-help
+more: README.md; `handgestures --help`: every command; Hydra's own help: python train.py --hydra-help
 """
 
 

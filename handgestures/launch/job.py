@@ -66,6 +66,9 @@ def follow_rank_zero(cfg: DictConfig) -> dict[str, float]:
     last = Path(cfg.paths.output_dir) / rr.CHECKPOINT_DIR / rr.LAST_CHECKPOINT
     resume_from = str(last) if cfg.get("resume") and last.is_file() else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    if trainer.fast_dev_run:  # rank 0's dry run (train.dry_run) tests the current weights: so does this process
+        trainer.test(module, datamodule=datamodule, verbose=False, weights_only=True)
+        return {}
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if best is None:

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from handgestures.data.augment import KerasRandomAffine, make_augmentation_grid
 from handgestures.training.tb_layout import AUGMENTATION_TAG, augmentation_figure, close_curve_writers, write_curves
+from handgestures.training.trackers import log_epoch
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class EpochMetrics(L.Callback):
 
     The CSV (``epochs.csv`` in the run folder) lets reports aggregate runs without reading
     TensorBoard; the same values go to TensorBoard with the epoch as step, the x-axis of the
-    study's learning curves, train and val on one chart each (:mod:`handgestures.training.tb_layout`).
+    study's learning curves, train and val on one chart each (:mod:`handgestures.training.tb_layout`),
+    and to any other logger (:mod:`handgestures.training.trackers`).
     Sanity-check validation is never recorded.
     """
 
@@ -69,6 +71,7 @@ class EpochMetrics(L.Callback):
                 out.writeheader()
             out.writerow(row)
         write_curves(trainer, row, epoch)
+        log_epoch(trainer, row, CURVES, epoch)  # MLflow, W&B, CSV: the same values, step = epoch
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         close_curve_writers(trainer)

@@ -35,12 +35,14 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_config_precision,
     resolve_precision,
 )
+from handgestures.training import trackers
 from handgestures.training.callbacks import tensorboard_writer
 from handgestures.training.checkpoint import describe_run
+from handgestures.training.config_tree import print_config_tree
 from handgestures.training.console import quiet_framework_noise
 from handgestures.training.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
 from handgestures.training.module import HandGestureClassifier
-from handgestures.training.tb_layout import CONFUSION_TAG, tensorboard_logger, write_final
+from handgestures.training.tb_layout import CONFUSION_TAG, write_final
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ def build_run(
         eval_names=datamodule.eval_names, channels_last=bool(cfg.channels_last),
         **describe_run(cfg),  # net_spec + description: self-describing checkpoints
     )  # fmt: skip
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = trackers.instantiate_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [FirstStepTimer(), *extra_callbacks]
     callbacks += [
         RandomStates(),
@@ -137,14 +139,19 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     resume_from = prepare_resume(cfg, out_dir)  # None unless cfg.resume: last.ckpt, records trimmed to it
     datamodule, module, trainer = build_run(cfg)  # cheap: no data is read before fit
     OmegaConf.save(cfg, out_dir / rr.CONFIG_FILE, resolve=True)  # with the precision "auto" became
+    if cfg.get("print_config", True):
+        print_config_tree(cfg, title=f"config ({out_dir / rr.CONFIG_FILE})")
     info = run_name(cfg)
     write_split_csv(datamodule, out_dir / "split.csv")  # file, class, hand, split, group of every image
+    trackers.log_start(trainer, hparams_of(cfg, info))  # MLflow, W&B, CSV: hyperparameters before training
     timer = next(c for c in trainer.callbacks if isinstance(c, FirstStepTimer))
     eval_names = datamodule.eval_names
 
     fit_start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
+    if trainer.fast_dev_run:  # debug=fdr: Lightning saves no checkpoint in this mode, so there is nothing to evaluate
+        return dry_run(trainer, module, datamodule, out_dir)
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     result: dict[str, Any] = {
@@ -184,16 +191,26 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
     log.info("results of %s / %s / seed %d (best checkpoint) -> %s\n%s", info["model"], info["data"], info["seed"],
              out_dir, summary_table(metrics, eval_names))  # fmt: skip
     write_model_card(out_dir)  # MODEL_CARD.md, from the files just written
+    trackers.finish(trainer, out_dir)  # MLflow: the run's files as artifacts; W&B: the run closed
     return metrics
 
 
+def dry_run(trainer: L.Trainer, module: HandGestureClassifier, datamodule: FingersDataModule, out_dir: Path) -> dict:
+    """The end of a ``trainer.fast_dev_run`` run: the test loop once on the current weights; no metrics.json."""
+    trainer.test(module, datamodule=datamodule, verbose=False, weights_only=True)
+    batches = int(trainer.fast_dev_run)
+    log.info("dry run (trainer.fast_dev_run=%s): %d batch(es) of training, validation and each test set ran; "
+             "Lightning saves no checkpoint in this mode, so no metrics.json was written in %s. "
+             "debug=limit trains and evaluates a few batches instead.", trainer.fast_dev_run, batches, out_dir)  # fmt: skip
+    return {}
+
+
 def log_final(trainer: L.Trainer, cfg: DictConfig, info: dict, metrics: dict, confusion: dict) -> None:
-    """HPARAMS with the real final metrics, and the test confusion matrix as an image."""
+    """HPARAMS with the real final metrics, and the test confusion matrix as an image (TensorBoard);
+    the final metrics for the other loggers (their hyperparameters went at the start)."""
     hparams = hparams_of(cfg, info)
     write_final(trainer, hparams, metrics, int(trainer.current_epoch))
-    for logger in trainer.loggers:
-        if logger is not tensorboard_logger(trainer):  # any other logger: its own hparams call
-            logger.log_hyperparams(hparams, metrics=metrics)
+    trackers.log_final(trainer, metrics, int(trainer.current_epoch))  # other loggers: final/<set>/<metric>
     writer = tensorboard_writer(trainer)
     if writer is not None and "test" in confusion:
         writer.add_figure(CONFUSION_TAG, confusion_figure(confusion["test"], "test, best checkpoint"), 0)

@@ -7,7 +7,7 @@ the key, the value given and what is allowed, as one :class:`~handgestures.error
 Unknown keys are refused too (``+ckpt_path=...`` would otherwise be accepted and ignored):
 the top level may hold the keys of ``conf/train.yaml``, its config groups and the keys set
 by ``# @package _global_`` files; ``data``, ``model``, ``optimizer`` and ``trainer`` may
-hold the arguments of their ``_target_``, read from its signature, so a key another part
+hold the arguments of their ``_target_`` (and so may each ``logger.<name>``), read from its signature, so a key another part
 of the project adds to a constructor is valid without a list to keep in step.
 """
 
@@ -30,6 +30,7 @@ from handgestures.data.augment.params import KERAS_PARAM_NAMES
 from handgestures.data.grouping import SPLIT_KINDS
 from handgestures.errors import UserError
 from handgestures.runfolder import record as rr
+from handgestures.training.trackers import missing_requirements
 
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 SEED_MAX = 2**32 - 1  # Lightning's seed_everything replaces larger seeds by a random one
@@ -200,6 +201,18 @@ def _check_keys(c: _Checker) -> None:
         if node == "data" and params is not None:
             params |= {"epochs"}  # the variant's epochs, read by the top-level `epochs`
         c.unknown_keys(node, params)
+    loggers = c.get("logger", None)
+    loggers = loggers if isinstance(loggers, dict) else {}
+    for name, conf in loggers.items():  # each logger's keys: its class's arguments
+        target = conf.get("_target_") if isinstance(conf, dict) else None
+        if not isinstance(target, str):
+            c.problems.append(f"logger.{name}: expected a logger config with a _target_ (conf/logger/)")
+            continue
+        try:
+            c.unknown_keys(f"logger.{name}", _target_params(target))
+        except Exception as err:
+            c.problems.append(f"logger.{name}._target_={target!r}: cannot be imported ({type(err).__name__}: {err})")
+    c.problems += missing_requirements(loggers)  # logger=mlflow without mlflow installed: the extra to install
     c.unknown_keys("data.augmentation", set(AUGMENTATION_KEYS))
     c.unknown_keys("data.grouping", set(GROUPING_KEYS))
 
