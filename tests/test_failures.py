@@ -54,3 +54,62 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, below)
     assert str(target) in line and "cannot be written" in line and "hydra.run.dir=" in line
     assert "nothing was trained" in line
     assert list(folder.iterdir()) == []
+
+
+# ---- (b) a full disk or a file-size limit -------------------------------------------------
+def file_size_limit(n: int):
+    def limit():
+        import resource
+        import signal
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing
+
+    return limit
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_while_writing_a_checkpoint_is_one_message(tiny_run, tmp_path, tmp_path_factory):
+    folder = tmp_path / "run"
+    env = {**env_for(tmp_path), "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}  # warm
+    out = subprocess.run(
+        [sys.executable, "train.py", *QUICK, "epochs=1", f"hydra.run.dir={folder}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        preexec_fn=file_size_limit(40_000),
+    )  # fmt: skip  (a checkpoint is ~60 kB)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "During handling" not in out.stderr, out.stderr[-3000:]
+    (line,) = errors(out)
+    assert ".ckpt" in line and str(folder / "checkpoints") in line, line
+    assert "disk is full or the file-size limit was hit" in line and "resume=" in line
+    failed = (folder / "failed.json").read_text()
+    assert "File too large" in failed
+    assert (folder / "config.yaml").is_file() and (folder / "epochs.csv").is_file()  # what finished is kept
+
+
+def test_an_unwritable_failure_record_is_said_once(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from handgestures.errors import UserError
+    from handgestures.runfolder import lifecycle
+    from handgestures.runfolder import record as rr
+
+    def full(path, payload):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def training():
+        path = tmp_path / "metrics.json"  # noqa: F841  (the file being written, as write_json names it)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rr, "write_json", full)
+    with pytest.raises(UserError) as err:
+        lifecycle.guarded(tmp_path, {"model": "m"}, False, False, training)
+    assert "metrics.json" in str(err.value) and "disk is full" in str(err.value)
+    assert lifecycle.record_early_failure(tmp_path, err.value) is None  # recorded (or tried) once
+    stderr = capsys.readouterr().err
+    assert stderr.count("failed.json") == 1 and "could not be written" in stderr
+    assert "Traceback" not in stderr
