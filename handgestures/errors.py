@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,30 @@ def storage_error(err: BaseException, folder: Path | None = None) -> StorageFull
     full = StorageFull(err, str(file) if file is not None else None, folder)
     full.__cause__ = err  # the original traceback stays in failed.json and the run's log
     return full
+
+
+class OutOfMemory(UserError):
+    """An allocation failed in training or evaluation: the batch does not fit in memory."""
+
+
+_ALLOCATION = ("can't allocate memory", "DefaultCPUAllocator", "out of memory")
+
+
+def memory_error(err: BaseException, batch_size: object, eval_batch_size: object) -> OutOfMemory | None:
+    """``err`` as an :class:`OutOfMemory` naming the batch sizes and what to do, or None for another error."""
+    if isinstance(err, OutOfMemory) or not (
+        isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and any(a in str(err) for a in _ALLOCATION))
+    ):
+        return None
+    size = re.search(r"allocate (\d+) bytes|[Tt]ried to allocate ([\d.]+ [KMGT]iB)", str(err))
+    wanted = (f"{int(size.group(1)):,} bytes" if size.group(1) else size.group(2)) if size else "memory"
+    oom = OutOfMemory(
+        f"out of memory with batch_size={batch_size} (evaluation: data.eval_batch_size={eval_batch_size}): "
+        f"torch could not allocate {wanted}; lower batch_size (the study's is 32) or data.eval_batch_size; "
+        "the details are in the run folder's failed.json"
+    )
+    oom.__cause__ = err
+    return oom
 
 
 class SpawnedJobFailed(UserError):

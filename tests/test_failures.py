@@ -113,3 +113,17 @@ def test_an_unwritable_failure_record_is_said_once(tmp_path, monkeypatch, capsys
     stderr = capsys.readouterr().err
     assert stderr.count("failed.json") == 1 and "could not be written" in stderr
     assert "Traceback" not in stderr
+
+
+# ---- (c) a batch too large for the machine's memory ---------------------------------------
+@pytest.mark.slow
+def test_a_batch_too_large_for_memory_is_one_message_naming_batch_size(tiny_run, tmp_path, tmp_path_factory):
+    folder = tmp_path / "run"
+    env = {**env_for(tmp_path), "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}  # warm
+    args = ["tests/memory_driver.py", "32", *QUICK, "epochs=1", "batch_size=100000000", f"hydra.run.dir={folder}"]
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    (line,) = errors(out)
+    assert "out of memory" in line and "batch_size=100000000" in line and "lower batch_size" in line, line
+    assert "can't allocate" in (folder / "failed.json").read_text()  # the details stay in the run folder
