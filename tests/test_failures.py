@@ -127,3 +127,46 @@ def test_a_batch_too_large_for_memory_is_one_message_naming_batch_size(tiny_run,
     (line,) = errors(out)
     assert "out of memory" in line and "batch_size=100000000" in line and "lower batch_size" in line, line
     assert "can't allocate" in (folder / "failed.json").read_text()  # the details stay in the run folder
+
+
+# ---- (d) the weights of one network under the other's net_spec ----------------------------
+CARLOS = {"_target_": "handgestures.models.CarlosNet", "num_classes": 6, "fused": True}
+IVAN = {"_target_": "handgestures.models.IvanNet", "num_classes": 6}
+
+
+def swapped_checkpoints(tiny_run: Path, folder: Path) -> dict[str, Path]:
+    """CarlosNet weights (the tiny run's) under IvanNet's net_spec, and IvanNet weights under CarlosNet's."""
+    import torch
+
+    from handgestures.models import IvanNet
+    from handgestures.runfolder.checkpoints import resolve_checkpoint
+
+    checkpoint = torch.load(resolve_checkpoint(tiny_run), map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["net_spec"] = dict(IVAN)
+    torch.save(checkpoint, folder / "carlos-as-ivan.ckpt")
+    ivan = {f"net.{k}": v for k, v in IvanNet(num_classes=6).state_dict().items()}
+    checkpoint = {**checkpoint, "state_dict": ivan}
+    checkpoint["hyper_parameters"]["net_spec"] = dict(CARLOS)
+    torch.save(checkpoint, folder / "ivan-as-carlos.ckpt")
+    return {"CarlosNet": folder / "carlos-as-ivan.ckpt", "IvanNet": folder / "ivan-as-carlos.ckpt"}
+
+
+@pytest.mark.slow
+def test_the_other_networks_checkpoint_is_one_checkpoint_error(tiny_run, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "hand_3L.png"
+    Image.new("L", (128, 128), 90).save(image)
+    files = swapped_checkpoints(tiny_run, tmp_path)
+    commands = [("predict.py", f"inputs={image}"), ("eval.py", f"output_dir={tmp_path / 'eval'}"),
+                ("export.py", f"output={tmp_path / 'm.onnx'}")]  # fmt: skip
+    cases = [(owner, *command) for owner in files for command in commands[: 3 if owner == "CarlosNet" else 1]]
+    for owner, script, argument in cases:
+        out = run([script, f"ckpt={files[owner]}", argument], tmp_path)
+        assert out.returncode == 2, (script, owner, out.stderr[-3000:])
+        assert "Traceback" not in out.stderr, out.stderr[-3000:]
+        (line,) = errors(out)
+        other = "IvanNet" if owner == "CarlosNet" else "CarlosNet"
+        assert str(files[owner]) in line and f"the weights of another network ({owner}" in line, line
+        assert f"its net_spec names {other}" in line, line
+    assert not (tmp_path / "m.onnx").exists()
