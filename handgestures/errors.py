@@ -38,6 +38,10 @@ class NoImagesError(UserError, FileNotFoundError):
     """``data.root`` is not a folder, or holds no readable Fingers image."""
 
 
+class FolderInUse(UserError):
+    """Another live process trains in the run folder (its run.lock): this run leaves the folder as it is."""
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint (or a run folder) that cannot be used, with the reason."""
 

@@ -170,3 +170,32 @@ def test_the_other_networks_checkpoint_is_one_checkpoint_error(tiny_run, tmp_pat
         assert str(files[owner]) in line and f"the weights of another network ({owner}" in line, line
         assert f"its net_spec names {other}" in line, line
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ---- (e) a run refused by another process's run.lock --------------------------------------
+def test_a_run_refused_by_the_lock_leaves_nothing_in_the_winners_folder(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.lock").write_text(str(os.getpid()))  # this test's process: alive, and not the run's
+    out = run(["train.py", *QUICK, "epochs=1", f"hydra.run.dir={folder}"], tmp_path)
+    assert out.returncode == 1, out.stderr[-3000:]
+    (line,) = errors(out)
+    assert "is in use by process" in line and "Traceback" not in out.stderr
+    assert not (folder / "failed.json").exists()
+    assert (folder / "run.lock").read_text() == str(os.getpid())  # the winner's lock is kept
+
+
+# ---- (f) a refused resume ------------------------------------------------------------------
+def files_of(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("overrides", [[], ["model=ivannet", "optimizer.lr=0.5"]], ids=["done", "changed"])
+def test_a_refused_resume_adds_no_file_to_the_finished_run(tiny_run, tmp_path, overrides):
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_run, folder)
+    before = files_of(folder)
+    out = run(["train.py", f"resume={folder}", *overrides], tmp_path)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and errors(out), out.stderr[-3000:]
+    assert files_of(folder) == before  # no file added, none rewritten

@@ -27,7 +27,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError, storage_error
+from handgestures.errors import EXIT_ERROR, FolderInUse, Interrupted, RunDiverged, UserError, storage_error
 from handgestures.runfolder import record as rr
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class RunLock:
             except FileExistsError:
                 holder = self.path.read_text().strip()
                 if holder.isdigit() and int(holder) != os.getpid() and _alive(int(holder)):
-                    raise UserError(
+                    raise FolderInUse(
                         f"{self.path.parent} is in use by process {holder} ({self.path}); choose another "
                         "hydra.run.dir, or wait for that run to end"
                     ) from None
@@ -229,8 +229,16 @@ def record_failure(folder: Path, err: BaseException) -> Path:
 
 
 def record_early_failure(folder: Path, err: BaseException) -> Path | None:
-    """failed.json for an error before the run started (bad config), unless the folder holds another run's results."""
-    if getattr(err, "_recorded", False) or not folder.is_dir() or existing_results(folder):
+    """failed.json for an error before the run started (bad config), unless the folder holds another run's results.
+
+    Nor when another live process holds the folder (:class:`FolderInUse`): that run has not written yet.
+    """
+    if (
+        getattr(err, "_recorded", False)
+        or isinstance(err, FolderInUse)
+        or not folder.is_dir()
+        or existing_results(folder)
+    ):
         return None
     try:
         return record_failure(folder, err)
