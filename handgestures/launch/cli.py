@@ -23,9 +23,10 @@ from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError,
 from handgestures.launch import threads
 from handgestures.launch.ddp import run_launched, wants_launch
 from handgestures.launch.job import train_this_rank
+from handgestures.launch.outdir import remove_added
 from handgestures.launch.ranks import check_launch, process_count
 from handgestures.runfolder.lifecycle import log_to_file, record_early_failure
-from handgestures.runfolder.record import FAILED_FILE
+from handgestures.runfolder.record import FAILED_FILE, RUN_LOG
 from handgestures.runfolder.resume import resumed_config
 from handgestures.training.validate import validate_config
 
@@ -51,7 +52,11 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     try:
         validate_config(cfg, record_to=hydra_cfg.runtime.output_dir)  # before any data is read
         if cfg.get("resume"):
-            cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
+            try:
+                cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
+            except UserError:  # refused: the run's folder is left as it was (no log, no .hydra of this command)
+                remove_added(Path(hydra_cfg.runtime.output_dir), (RUN_LOG,))
+                raise
         if wants_launch(cfg.trainer) and processes > 1:  # each launched process runs launch.job.run_rank
             job_logging = OmegaConf.to_container(hydra_cfg.job_logging, resolve=True)
             metrics = run_launched(cfg, processes, job_logging, start)

@@ -6,14 +6,19 @@ from the command line (``hydra.run.dir=``, ``hydra.sweep.dir=`` with ``-m``, ``r
 else the default ``outputs/runs`` or ``outputs/sweeps``), finds the nearest part of that path
 that exists, and refuses it in one message (exit 1) unless it is a folder this process may
 write into. Standard library only: it runs before the heavy imports.
+
+It also notes what the folder held before Hydra wrote into it, so that a command refused
+before it trained (a refused ``resume=``) can take back what Hydra added (:func:`remove_added`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
+_BEFORE: dict[str, set[str]] = {}  # real path of the output folder -> the names it held before Hydra ran
 NO_JOB_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "--shell-completion", "-sc", "--resolve")
 
 
@@ -60,9 +65,28 @@ def check_output_folder(argv: list[str]) -> None:
     if any(a in NO_JOB_FLAGS for a in argv):
         return
     folder = output_folder(argv)
+    _BEFORE[os.path.realpath(folder)] = set(os.listdir(folder)) if folder.is_dir() else set()
     reason = unwritable(folder)
     if reason is not None:
         print(f"error: the output folder {folder} cannot be written ({reason}); nothing was trained. Choose a "
               "writable folder with hydra.run.dir=DIR (a sweep: hydra.sweep.dir=DIR), or make it writable",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(1)
+
+
+def remove_added(folder: Path, names: tuple[str, ...]) -> list[str]:
+    """Removes what this command added to ``folder`` since it started: Hydra's ``.hydra*`` and ``names``.
+
+    Only entries the folder did not hold when :func:`check_output_folder` looked, and only
+    those Hydra writes; nothing when the folder was not looked at. Returns the names removed.
+    """
+    before = _BEFORE.get(os.path.realpath(folder))
+    if before is None or not folder.is_dir():
+        return []
+    removed = []
+    for name in sorted(set(os.listdir(folder)) - before):
+        if name in names or name.startswith(".hydra"):
+            path = folder / name
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed.append(name)
+    return removed
