@@ -23,6 +23,10 @@ from handgestures.launch.ranks import torchrun_overrides  # noqa: E402
 
 sys.argv += torchrun_overrides(sys.argv[1:])  # torchrun's ranks above 0 write no run folder
 
+from handgestures.launch.outdir import check_output_folder  # noqa: E402  (standard library only)
+
+check_output_folder(sys.argv[1:])  # an unwritable folder: one message, before Hydra creates it
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 

@@ -11,6 +11,9 @@ A leaf module: the standard library only, so any layer of the package may import
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,73 @@ class NoImagesError(UserError, FileNotFoundError):
     """``data.root`` is not a folder, or holds no readable Fingers image."""
 
 
+class FolderInUse(UserError):
+    """Another live process trains in the run folder (its run.lock): this run leaves the folder as it is."""
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint (or a run folder) that cannot be used, with the reason."""
+
+
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit, quota
+_PATH_NAMES = ("filepath", "file_path", "path", "filename", "fname", "urlpath")  # a writer's name for its file
+
+
+class StorageFull(UserError):
+    """Writing a file failed because the disk is full or a file-size limit (``ulimit -f``) was hit."""
+
+    def __init__(self, err: OSError, file: str | None, folder: Path | None = None) -> None:
+        self.file = file
+        where = file or (f"a file in {folder}" if folder else "a file")
+        resume = f"; what finished is kept: free some space, then `python train.py resume={folder}`" if folder else ""
+        super().__init__(f"cannot write {where}: the disk is full or the file-size limit was hit "
+                         f"({err.strerror or err}){resume}")  # fmt: skip
+
+
+def storage_error(err: BaseException, folder: Path | None = None) -> StorageFull | None:
+    """``err`` as a :class:`StorageFull` naming the file being written, or None for any other error.
+
+    A failed ``write()`` names no file, so the file is the innermost frame's local that names one.
+    """
+    if isinstance(err, StorageFull) or not isinstance(err, OSError) or err.errno not in STORAGE_ERRNOS:
+        return None
+    file = err.filename
+    tb, frames = err.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        if file is not None:
+            break
+        found = [frame.f_locals.get(name) for name in _PATH_NAMES]
+        file = next((os.fspath(v) for v in found if isinstance(v, (str, os.PathLike))), None)
+    full = StorageFull(err, str(file) if file is not None else None, folder)
+    full.__cause__ = err  # the original traceback stays in failed.json and the run's log
+    return full
+
+
+class OutOfMemory(UserError):
+    """An allocation failed in training or evaluation: the batch does not fit in memory."""
+
+
+_ALLOCATION = ("can't allocate memory", "DefaultCPUAllocator", "out of memory")
+
+
+def memory_error(err: BaseException, batch_size: object, eval_batch_size: object) -> OutOfMemory | None:
+    """``err`` as an :class:`OutOfMemory` naming the batch sizes and what to do, or None for another error."""
+    if isinstance(err, OutOfMemory) or not (
+        isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and any(a in str(err) for a in _ALLOCATION))
+    ):
+        return None
+    size = re.search(r"allocate (\d+) bytes|[Tt]ried to allocate ([\d.]+ [KMGT]iB)", str(err))
+    wanted = (f"{int(size.group(1)):,} bytes" if size.group(1) else size.group(2)) if size else "memory"
+    oom = OutOfMemory(
+        f"out of memory with batch_size={batch_size} (evaluation: data.eval_batch_size={eval_batch_size}): "
+        f"torch could not allocate {wanted}; lower batch_size (the study's is 32) or data.eval_batch_size; "
+        "the details are in the run folder's failed.json"
+    )
+    oom.__cause__ = err
+    return oom
 
 
 class SpawnedJobFailed(UserError):

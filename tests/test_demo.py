@@ -73,3 +73,58 @@ def test_demo_page_screenshot_in_headless_chromium(server):
             browser.close()
     assert "How many fingers?" in body and "prediction on the augmented image" in body
     assert Image.open(SCREENSHOT).size[0] == 1400
+
+
+def _refusal(client, payload) -> str:
+    with pytest.raises(gradio_client.exceptions.AppError) as err:
+        client.predict(payload, api_name="/predict")
+    return str(err.value)
+
+
+def test_demo_reads_only_uploads_and_its_examples(server, tmp_path):
+    """A client naming a path on the server gets nothing, and cannot tell whether the file exists."""
+    url, examples = server
+    client = gradio_client.Client(url, verbose=False)
+    upload = sorted(examples.glob("*.png"))[0]
+    plain, *_ = client.predict(gradio_client.handle_file(str(upload)), api_name="/predict")  # an upload works
+    assert plain["label"].endswith(("finger", "fingers"))
+    plain, *_ = client.predict({"path": str(upload)}, api_name="/predict")  # an example, named: served
+    assert plain["label"].endswith(("finger", "fingers"))
+    foreign = tmp_path / "elsewhere.png"
+    foreign.write_bytes(upload.read_bytes())
+    # a dict without gradio's "meta" is sent as it is (the client uploads only FileData with meta)
+    existing = _refusal(client, {"path": str(foreign)})
+    missing = _refusal(client, {"path": str(tmp_path / "missing.png")})
+    dotted = _refusal(client, {"path": f"{examples}/../{tmp_path.name}/elsewhere.png"})
+    assert "only images uploaded to it and its examples" in existing
+    assert existing == missing == dotted  # the same words: whether the file exists does not show
+    assert "elsewhere" not in existing and "missing" not in existing
+
+
+def _demo_cfg(*overrides: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from handgestures import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("demo", overrides=list(overrides))
+
+
+def test_demo_binds_beyond_loopback_only_when_told(tiny_run, monkeypatch, capsys):
+    from handgestures.inference import demo
+    from handgestures.inference.cli import run_demo
+
+    calls = []
+    monkeypatch.setattr(demo, "launch", lambda ckpt, **kw: calls.append(kw))
+    with pytest.raises(SystemExit) as exit_:
+        run_demo(_demo_cfg(f"ckpt={tiny_run}", "host=0.0.0.0"))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and not calls
+    assert "host=0.0.0.0" in err and "allow_remote=true" in err and err.count("\n") == 1
+    assert run_demo(_demo_cfg(f"ckpt={tiny_run}", "host=0.0.0.0", "allow_remote=true")) == 0
+    assert calls[-1]["host"] == "0.0.0.0" and "warning" in capsys.readouterr().err
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert run_demo(_demo_cfg(f"ckpt={tiny_run}", f"host={host}")) == 0
+        assert calls[-1]["host"] == host and "warning" not in capsys.readouterr().err

@@ -9,6 +9,7 @@ the command with a one-line error and a non-zero exit status.
 from __future__ import annotations
 
 import csv
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -158,12 +159,29 @@ def run_export(cfg: DictConfig) -> int:
     return 0
 
 
+def loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def run_demo(cfg: DictConfig) -> int:
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
+    host, remote = str(cfg.get("host") or "127.0.0.1"), cfg.get("allow_remote", False)
+    if not isinstance(remote, bool):
+        fail(f"allow_remote={remote}: expected true or false")
+    if not loopback(host):
+        if not remote:
+            fail(f"host={host} would publish the demo (and the model) to every machine that can reach this one; "
+                 "keep host=127.0.0.1, or add allow_remote=true to do it on purpose")  # fmt: skip
+        print(f"warning: host={host} with allow_remote=true: the demo is reachable from the network, "
+              "without a password; anyone who reaches it can send images to the model", file=sys.stderr)  # fmt: skip
     from handgestures.inference.demo import launch  # torch/onnx/gradio after the arguments are checked
 
-    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
     try:
-        launch(ckpt, examples=cfg.get("examples"), host=str(cfg.host), port=cfg.get("port"), seed=cfg.get("seed"))
+        launch(ckpt, examples=cfg.get("examples"), host=host, port=cfg.get("port"), seed=cfg.get("seed"))
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     return 0

@@ -6,10 +6,16 @@ and beside it the same image under a random Keras augmentation of the run's conf
 (:func:`handgestures.data.augment.sample_keras_params`, :func:`apply_keras_transform`) with
 the model's answer there: the study's gap between upright and rotated/flipped hands, one
 image at a time. The server listens on 127.0.0.1 unless told otherwise.
+
+The page reads only what it was sent: images uploaded to it (gradio's upload folder) and its
+examples. A request naming any other path on the server is refused with one message, the same
+whether the file exists or not (gradio's Image passes a client's ``{"path": ...}`` through as it
+is, so the check runs before gradio opens the file).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,13 @@ from handgestures.inference.predictor import Predictor, load_predictor
 from handgestures.inference.preprocess import IMAGE_SIZE, SUMMARY, decode, list_inputs, to_tensor
 
 MAX_EXAMPLES = 12
+REFUSED = "refused: the demo reads only images uploaded to it and its examples"
+
+
+def servable(path: str, folders: list[Path]) -> bool:
+    """Whether ``path``, links and ``..`` resolved, lies in one of ``folders`` (already resolved)."""
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(folder) for folder in folders)
 
 
 def count_label(name: str) -> str:
@@ -125,6 +138,17 @@ def build_demo(ckpt: str, examples: str | None = None, seed: int | None = 0) -> 
             except ValueError as err:
                 raise gr.Error(str(err)) from None
 
+        # uploads (gradio's cache, where it also copies the examples) and the example folders only
+        folders = [Path(os.path.realpath(d))
+                   for d in (image.GRADIO_CACHE, example_dir, examples and Path(examples).expanduser()) if d]  # fmt: skip
+        preprocess = image.preprocess
+
+        def uploads_only(payload):
+            if payload is not None and payload.path is not None and not servable(payload.path, folders):
+                raise gr.Error(REFUSED)
+            return preprocess(payload)
+
+        image.preprocess = uploads_only
         image.change(respond, inputs=[image], outputs=outputs, api_name="predict")
         again.click(respond, inputs=[image], outputs=outputs, api_name="augment_again")
     allowed = [str(example_dir)] + ([str(Path(examples).expanduser().resolve())] if examples else [])

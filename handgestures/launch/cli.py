@@ -19,13 +19,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError
+from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError, memory_error, storage_error
 from handgestures.launch import threads
 from handgestures.launch.ddp import run_launched, wants_launch
 from handgestures.launch.job import train_this_rank
+from handgestures.launch.outdir import remove_added
 from handgestures.launch.ranks import check_launch, process_count
 from handgestures.runfolder.lifecycle import log_to_file, record_early_failure
-from handgestures.runfolder.record import FAILED_FILE
+from handgestures.runfolder.record import FAILED_FILE, RUN_LOG
 from handgestures.runfolder.resume import resumed_config
 from handgestures.training.validate import validate_config
 
@@ -51,7 +52,11 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     try:
         validate_config(cfg, record_to=hydra_cfg.runtime.output_dir)  # before any data is read
         if cfg.get("resume"):
-            cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
+            try:
+                cfg = resumed_config(cfg, list(hydra_cfg.overrides.task), Path(str(cfg.resume)).expanduser().resolve())
+            except UserError:  # refused: the run's folder is left as it was (no log, no .hydra of this command)
+                remove_added(Path(hydra_cfg.runtime.output_dir), (RUN_LOG,))
+                raise
         if wants_launch(cfg.trainer) and processes > 1:  # each launched process runs launch.job.run_rank
             job_logging = OmegaConf.to_container(hydra_cfg.job_logging, resolve=True)
             metrics = run_launched(cfg, processes, job_logging, start)
@@ -59,7 +64,9 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
             metrics = train_this_rank(cfg, start)
     except Interrupted as err:
         raise SystemExit(err.exit_code) from None  # a sweep launches no further job
-    except Exception as err:
+    except Exception as caught:
+        err = storage_error(caught, Path(hydra_cfg.runtime.output_dir)) or caught  # disk full: one message, the file
+        err = memory_error(err, cfg.get("batch_size"), (cfg.get("data") or {}).get("eval_batch_size")) or err
         log_to_file(f"{type(err).__name__}: {err}", err)
         record_early_failure(Path(hydra_cfg.runtime.output_dir), err)  # e.g. a bad config: the sweep summary sees it
         if multirun:

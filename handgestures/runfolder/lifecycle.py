@@ -27,7 +27,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from handgestures.errors import Interrupted, RunDiverged, UserError
+from handgestures.errors import EXIT_ERROR, FolderInUse, Interrupted, RunDiverged, UserError, storage_error
 from handgestures.runfolder import record as rr
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class RunLock:
             except FileExistsError:
                 holder = self.path.read_text().strip()
                 if holder.isdigit() and int(holder) != os.getpid() and _alive(int(holder)):
-                    raise UserError(
+                    raise FolderInUse(
                         f"{self.path.parent} is in use by process {holder} ({self.path}); choose another "
                         "hydra.run.dir, or wait for that run to end"
                     ) from None
@@ -229,10 +229,28 @@ def record_failure(folder: Path, err: BaseException) -> Path:
 
 
 def record_early_failure(folder: Path, err: BaseException) -> Path | None:
-    """failed.json for an error before the run started (bad config), unless the folder holds another run's results."""
-    if getattr(err, "_recorded", False) or not folder.is_dir() or existing_results(folder):
+    """failed.json for an error before the run started (bad config), unless the folder holds another run's results.
+
+    Nor when another live process holds the folder (:class:`FolderInUse`): that run has not written yet.
+    """
+    if (
+        getattr(err, "_recorded", False)
+        or isinstance(err, FolderInUse)
+        or not folder.is_dir()
+        or existing_results(folder)
+    ):
         return None
-    return record_failure(folder, err)
+    try:
+        return record_failure(folder, err)
+    except OSError as write_err:
+        unrecorded(folder, write_err)
+        return None
+
+
+def unrecorded(folder: Path, write_err: OSError) -> None:
+    """Says once, on stderr, that the record of a failure could not be written (disk full, no permission)."""
+    print(f"note: the failure record {folder / rr.FAILED_FILE} could not be written "
+          f"({write_err.strerror or write_err}); the error follows", file=sys.stderr)  # fmt: skip
 
 
 def _epochs_in_csv(path: Path) -> int | None:
@@ -259,7 +277,13 @@ def guarded(folder: Path, identity: dict[str, Any], resume: bool, overwrite: boo
                 err = Interrupted(signal.SIGINT)
             elif not isinstance(err, Exception):
                 raise
+            err = storage_error(err, folder) or err  # disk full, file-size limit: one message naming the file
             path = folder / rr.METRICS_FILE
             wrote = path.exists() and (metrics_before is None or path.stat().st_mtime_ns != metrics_before or resume)
-            err.exit_code = record_stop(folder, identity, err, wrote)
+            try:
+                err.exit_code = record_stop(folder, identity, err, wrote)
+            except OSError as write_err:  # the record itself could not be written: said once, the error goes on
+                err._recorded = True  # type: ignore[attr-defined]
+                unrecorded(folder, write_err)
+                err.exit_code = getattr(err, "exit_code", EXIT_ERROR)
             raise err

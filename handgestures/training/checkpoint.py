@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 import handgestures
 from handgestures.data.grouping import SPLIT_KINDS
 from handgestures.errors import CheckpointError
+from handgestures.models import CarlosNet, IvanNet
 from handgestures.runfolder.checkpoints import resolve_checkpoint, run_dir_of, safe_load
 from handgestures.training.module import HandGestureClassifier
 
@@ -129,15 +130,40 @@ def load_module(path: str | os.PathLike, eval_names: list[str] | None = None):
     hparams = hyperparameters(checkpoint, file)
     if eval_names is not None:
         hparams["eval_names"] = list(eval_names)
-    module = HandGestureClassifier(**hparams)
+    try:
+        module = HandGestureClassifier(**hparams)
+    except TypeError as err:  # arguments the named class does not take
+        raise CheckpointError(f"checkpoint {str(file)!r}: its net_spec {dict(hparams['net_spec'])} builds no "
+                              f"network ({err})") from None  # fmt: skip
     state = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     check_finite(state, file)
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k.startswith("net.")]
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError:  # the same names with other shapes
+        missing, unexpected = ["(shapes differ)"], []
+    missing = [k for k in missing if k.startswith("net.") or k == "(shapes differ)"]
     if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {str(file)!r} does not fit its network: missing {missing}, unexpected {unexpected}"
-        )
+        raise CheckpointError(not_its_network(file, hparams, state, missing, unexpected))
     module.eval()
     description = {**(hparams.get("description") or {}), "net_spec": hparams["net_spec"], "checkpoint": str(file)}
     return module, description
+
+
+def weights_owner(state: Mapping[str, Any], num_classes: int) -> str | None:
+    """The network of the project whose parameters have exactly the names and shapes of ``state``."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for net in (CarlosNet(num_classes), CarlosNet(num_classes, fused=False), IvanNet(num_classes)):
+        if {f"net.{k}": tuple(v.shape) for k, v in net.state_dict().items()} == shapes:
+            return type(net).__name__
+    return None
+
+
+def not_its_network(file: Path, hparams: Mapping[str, Any], state: Mapping[str, Any], missing, unexpected) -> str:
+    """Why the weights of ``file`` do not fit the network its net_spec names, in one sentence."""
+    named = str(hparams["net_spec"].get("_target_", "?")).rsplit(".", 1)[-1]
+    owner = weights_owner(state, int(hparams.get("num_classes") or hparams["net_spec"].get("num_classes") or 6))
+    if owner is not None and owner != named:
+        return (f"checkpoint {str(file)!r} holds the weights of another network ({owner}), but its net_spec names "
+                f"{named}: use a checkpoint of a {named} run, or this one with its own net_spec")  # fmt: skip
+    return (f"checkpoint {str(file)!r} does not fit the network its net_spec names ({named}): missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}; it was not written by this project's train.py")  # fmt: skip
