@@ -28,7 +28,7 @@ def test_help_is_the_projects_own_and_imports_nothing_heavy():
     text = out.stdout
     assert text.startswith("usage: python train.py") and "examples:" in text
     assert "  model: carlosnet*, ivannet" in text and "  data: augmented, base*" in text
-    assert "  experiment: study" in text and "  logger: csv, many, mlflow, none, tensorboard*, wandb" in text
+    assert "  experiment: cv, study" in text and "  logger: csv, many, mlflow, none, tensorboard*, wandb" in text
     assert "seed=0" in text and "Powered by Hydra" not in text
 
 

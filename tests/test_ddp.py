@@ -164,7 +164,7 @@ def test_ddp_launch_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
                 break
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=120)
+        output, _ = proc.communicate(timeout=300)  # a loaded 2-core machine: the batch and records take a while
     finally:
         proc.kill()
     assert proc.returncode == 143, output[-3000:]
