@@ -62,7 +62,7 @@ def measure(model: str, precision: str, steps: int, rounds: int) -> dict:
         return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
     health = TrainingHealth()
-    health.setup(None, SimpleNamespace(net=net), "fit")
+    health.setup(None, SimpleNamespace(net=net, device=x.device), "fit")
     step_times(net, opt, x, y, 3, None, autocast)  # warm-up
     plain, with_norms, probes = [], [], []
     for _ in range(rounds):

@@ -113,6 +113,10 @@ def test_a_fold_run_records_its_fold_in_split_csv_and_metrics_json(tmp_path, mon
     train(cfg)
     record = json.loads((out / "metrics.json").read_text())
     assert (record["split"], record["folds"], record["fold"]) == ("grouped", 3, 1)
+    from handgestures.runfolder.checkpoints import safe_load
+
+    described = safe_load(out / record["best_checkpoint"])["hyper_parameters"]["description"]["split"]
+    assert described.startswith("grouped: ") and "fold 1 of 3 as the test set" in described
     rows = list(csv.DictReader((out / "split.csv").open()))
     assert {r["fold"] for r in rows} == {"0", "1", "2"}
     assert all((r["split"] == "test") == (r["fold"] == "1") for r in rows)

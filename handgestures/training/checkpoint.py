@@ -73,7 +73,12 @@ def describe_run(cfg: DictConfig) -> dict[str, Any]:
         "class_names": CLASS_NAMES[: int(cfg.model.get("num_classes", 6))],
         "preprocessing": preprocessing(int(cfg.data.get("image_size", 128))),
         "source": data.get("root") or "built-in hands",
-        "split": f"{split}: {SPLIT_KINDS.get(split, 'unknown')}",
+        "split": f"{split}: {SPLIT_KINDS.get(split, 'unknown')}"
+        + (
+            f"; fold {int(cfg.data.get('fold', 0))} of {int(cfg.data.folds)} as the test set (grouped k-fold)"
+            if cfg.data.get("folds")
+            else ""
+        ),
         "data": data,
         "model_choice": info.get("model"),
         "data_choice": info.get("data"),

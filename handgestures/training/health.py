@@ -143,6 +143,8 @@ class TrainingHealth(L.Callback):
         self._probe: torch.Tensor | None = None
         self._params: dict[str, list[nn.Parameter]] = {}
         self._relus: dict[str, nn.Module] = {}
+        self._flat: list[nn.Parameter] = []
+        self._owners = torch.zeros(0, dtype=torch.long)
         self._epochs: deque[list[dict[str, Any]]] = deque(maxlen=self.keep_epochs)
         self._norms: list[torch.Tensor] = []  # this epoch's per-step norms, kept as tensors (no device sync)
         self._losses: list[torch.Tensor] = []
@@ -151,22 +153,22 @@ class TrainingHealth(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._params, self._relus = layer_names(pl_module.net)
+        # every parameter in one list and its layer's index, once: the per-step norm is one fused call
+        self._flat = [p for params in self._params.values() for p in params]
+        owners = [j for j, params in enumerate(self._params.values()) for _ in params]
+        self._owners = torch.tensor(owners, dtype=torch.long, device=pl_module.device)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._norms, self._losses = [], []
         self._epochs.append([])
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        grads, owners = [], []
-        for j, params in enumerate(self._params.values()):
-            for p in params:
-                if p.grad is not None:
-                    grads.append(p.grad.detach())
-                    owners.append(j)
+        have = [i for i, p in enumerate(self._flat) if p.grad is not None]
         norms = torch.zeros(len(self._params), device=pl_module.device)
-        if grads:  # one fused kernel for every parameter's norm, as clip_grad_norm_ does
-            squares = torch.stack(torch._foreach_norm(grads)).float().pow(2)
-            norms.index_add_(0, torch.tensor(owners, device=squares.device), squares)
+        if have:  # one fused kernel for every parameter's norm, as clip_grad_norm_ does
+            squares = torch.stack(torch._foreach_norm([self._flat[i].grad.detach() for i in have])).float().pow(2)
+            owners = self._owners if len(have) == len(self._flat) else self._owners[have]
+            norms.index_add_(0, owners.to(squares.device), squares)
         self._norms.append(norms.sqrt())
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from handgestures.data.augment.params import KERAS_PARAM_NAMES  # noqa: E402, F401  (importable from here)
+from handgestures.data.augment.params import KERAS_PARAM_NAMES
 from handgestures.data.augment.sampling import sample_keras_params
 from handgestures.data.augment.transform import KerasRandomAffine
 from handgestures.data.augment.warp import apply_keras_transform
