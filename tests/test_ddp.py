@@ -158,10 +158,9 @@ def test_ddp_launch_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
     cmd = [sys.executable, "train.py", "trainer=ddp_launch", *TINY_DDP, "epochs=30", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for _ in range(600):  # until the first epoch is recorded
-            epochs = run_dir / "epochs.csv"
-            if epochs.is_file() and epochs.read_text().count("\n") >= 2:
-                break
+        epochs, deadline = run_dir / "epochs.csv", time.monotonic() + 480  # a loaded 2-core machine starts slowly
+        while not (epochs.is_file() and epochs.read_text().count("\n") >= 2):  # until the first epoch is recorded
+            assert proc.poll() is None and time.monotonic() < deadline, "no epoch recorded: " + str(proc.poll())
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=300)  # a loaded 2-core machine: the batch and records take a while
@@ -177,6 +176,57 @@ def test_ddp_launch_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
     assert record["status"] == "done" and record["epochs_run"] == 30, out.stdout[-2000:]
     epochs = [row.split(",")[0] for row in (run_dir / "epochs.csv").read_text().splitlines()[1:]]
     assert epochs == [str(e) for e in range(1, 31)]  # each epoch once
+
+
+def test_a_signal_while_the_processes_start_is_recorded_or_said_by_the_launcher(tmp_path, tmp_path_factory):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache"), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "train.py", "trainer=ddp_launch", *TINY_DDP, "epochs=30", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log, deadline = run_dir / "train.log", time.monotonic() + 240
+        while not (log.is_file() and "ddp_launch: starting" in log.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the launcher did not start"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # the processes are importing, not yet training
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in output, output[-3000:]
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():  # rank 0 (or the launcher, for it) recorded the stop: resumable
+        record = json.loads(metrics.read_text())
+        assert record["status"] == "interrupted" and record["exit_code"] == 143, record
+        assert f"resume={run_dir}" in output
+    else:
+        assert "nothing was kept" in output and "Start it again with the same command" in output, output[-3000:]
+    assert not list(run_dir.glob("*.lock"))
+
+
+def test_the_launcher_records_a_stop_rank_zero_could_not(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from handgestures.errors import Interrupted
+    from handgestures.launch.ddp import record_unrecorded_stop
+
+    cfg = OmegaConf.create({"seed": 3, "model": {"_target_": "x.IvanNet"}, "data": {"augment_train": True},
+                            "run_info": {"model": "ivannet", "data": "augmented"}})  # fmt: skip
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    err = record_unrecorded_stop(bare, cfg, Interrupted(signal.SIGTERM))
+    assert err.exit_code == 143 and not (bare / "metrics.json").exists()
+    assert "nothing was kept" in capsys.readouterr().err
+    started = tmp_path / "started"  # rank 0 wrote its config, then the signal came before its handlers
+    started.mkdir()
+    (started / "config.yaml").write_text("seed: 3\n")
+    err = record_unrecorded_stop(started, cfg, Interrupted(signal.SIGINT))
+    record = json.loads((started / "metrics.json").read_text())
+    assert err.exit_code == 130 and record["status"] == "interrupted" and record["epochs_run"] == 0
+    assert (record["model"], record["data"], record["seed"]) == ("ivannet", "augmented", 3)
+    assert f"resume={started.resolve()}" in capsys.readouterr().err
+    recorded = json.loads((started / "metrics.json").read_text())
+    record_unrecorded_stop(started, cfg, Interrupted(signal.SIGTERM))  # rank 0's own record is left as it is
+    assert json.loads((started / "metrics.json").read_text()) == recorded and capsys.readouterr().err == ""
 
 
 def test_multirun_with_inprocess_ddp_is_refused_before_training(tmp_path, tmp_path_factory):

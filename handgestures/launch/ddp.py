@@ -46,6 +46,8 @@ from handgestures.errors import EXIT_ERROR, Interrupted, SpawnedJobFailed, UserE
 from handgestures.launch.job import run_rank
 from handgestures.launch.ranks import LAUNCH_STRATEGIES
 from handgestures.runfolder import record as rr
+from handgestures.runfolder.lifecycle import SIGNALS, record_stop
+from handgestures.training.train import run_name
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +105,16 @@ def run_launched(cfg: DictConfig, processes: int, job_logging: Any, started_at: 
     log.info("ddp_launch: starting %d processes (threads each: %d)", processes, spec["threads"])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # the launcher replaces them
     try:
-        codes = elastic_launch(launch, _process)(spec)
+        with SIGNALS:  # a signal before the launcher's own handlers are in place (no process started yet)
+            codes = elastic_launch(launch, _process)(spec)
+    except Interrupted as err:
+        raise record_unrecorded_stop(folder, cfg, err) from None
     except SignalException as err:  # the launcher passed the signal on and waited for the processes
-        raise Interrupted(int(err.sigval)) from None
+        raise record_unrecorded_stop(folder, cfg, Interrupted(int(err.sigval))) from None
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         if failure.exitcode in (rr.EXIT_SIGINT, rr.EXIT_SIGTERM):
-            raise Interrupted(failure.exitcode - 128) from None
+            raise record_unrecorded_stop(folder, cfg, Interrupted(failure.exitcode - 128)) from None
         log.error("DDP process of rank %d failed:\n%s", rank, failure.message)
         raise SpawnedJobFailed(rank, failure.exitcode, folder) from None
     finally:
@@ -119,10 +124,29 @@ def run_launched(cfg: DictConfig, processes: int, job_logging: Any, started_at: 
     if bad:
         rank, code = min(bad.items())
         if code in (rr.EXIT_SIGINT, rr.EXIT_SIGTERM):
-            raise Interrupted(code - 128)
+            raise record_unrecorded_stop(folder, cfg, Interrupted(code - 128))
         raise SpawnedJobFailed(rank, code, folder)
     record = json.loads((folder / rr.METRICS_FILE).read_text())
     return {k: float(v) for k, v in (record.get(rr.KEY_METRICS) or {}).items()}
+
+
+def record_unrecorded_stop(folder: Path, cfg: DictConfig, err: Interrupted) -> Interrupted:
+    """What the launcher says of a signal that stopped the processes before rank 0 could record it; returns ``err``.
+
+    Rank 0 records its own stop (metrics.json ``interrupted``, the resume command) once its
+    signal handlers are in place. A signal during the processes' start (imports, rendezvous,
+    data loading) stops them before that: the launcher then writes the same record if the
+    run folder has its config (the run can be resumed), or says that nothing was kept.
+    """
+    metrics = folder / rr.METRICS_FILE
+    if metrics.is_file() and rr.read_json(metrics).get(rr.KEY_STATUS) == rr.STATUS_INTERRUPTED:
+        return err  # rank 0 recorded it (this run, or the interrupted run being resumed)
+    if (folder / rr.CONFIG_FILE).is_file() and not metrics.is_file():
+        err.exit_code = record_stop(folder, run_name(cfg), err, wrote_metrics=False)
+        return err
+    print(f"\nrun interrupted ({err}) while its DDP processes were starting: no epoch had finished and nothing "
+          f"was kept in {folder}. Start it again with the same command.", file=sys.stderr)  # fmt: skip
+    return err
 
 
 def _process(spec: dict[str, Any]) -> int:

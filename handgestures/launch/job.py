@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError
 from handgestures.launch.ranks import global_rank, is_rank_zero
 from handgestures.runfolder import record as rr
-from handgestures.runfolder.lifecycle import guarded, log_to_file
+from handgestures.runfolder.lifecycle import SIGNALS, guarded, log_to_file
 from handgestures.training.train import build_run, run_name, train
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ def train_this_rank(cfg: DictConfig, start: float) -> dict[str, float]:
     resume, overwrite = bool(cfg.get("resume")), bool(cfg.get("overwrite", False))
     if is_rank_zero():
         return guarded(folder, run_name(cfg), resume, overwrite, lambda: train(cfg, start))
-    return follow_rank_zero(cfg)  # DDP: the first process keeps the run folder; the others write nothing
+    with SIGNALS:  # a signal stops this process after the same batch as rank 0 (StopOnSignal)
+        return follow_rank_zero(cfg)  # DDP: the first process keeps the run folder; the others write nothing
 
 
 def run_rank(cfg: DictConfig, start: float) -> int:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from handgestures.errors import EXIT_ERROR, FolderInUse, Interrupted, RunDiverged, UserError, storage_error
@@ -81,12 +83,26 @@ class _Signals:
             signal.signal(signum, previous)
         self._previous.clear()
 
+    def reinstall(self) -> None:
+        """Puts this object's handlers back where a library replaced them (inside the ``with`` only)."""
+        for signum in self._previous:
+            if signal.getsignal(signum) != self.handler:
+                signal.signal(signum, self.handler)
+
 
 SIGNALS = _Signals()
 
 
 class StopOnSignal(L.Callback):
-    """Turns a received SIGINT/SIGTERM into :class:`Interrupted` at the end of a batch."""
+    """Turns a received SIGINT/SIGTERM into :class:`Interrupted` at the end of a batch, on every rank at once.
+
+    The run's own handlers (:data:`SIGNALS`) replace the ones Lightning installs when a loop
+    starts: Lightning's SIGTERM handler broadcasts from inside the handler, a collective that
+    can pair with another one on a different rank and hang a DDP run, and its stop is decided
+    by each rank alone. Here, with several processes, the ranks agree at each training batch end
+    (one all-reduce of the signal number: any rank's signal stops all of them after the same
+    batch) and at the end of an evaluation, whose ranks may see different numbers of batches.
+    """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         SIGNALS.deferred = True
@@ -94,18 +110,44 @@ class StopOnSignal(L.Callback):
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         SIGNALS.deferred = False
 
-    def _check(self, trainer: L.Trainer) -> None:
-        if SIGNALS.received is not None:
-            raise Interrupted(SIGNALS.received, run_progress(trainer))
+    @staticmethod
+    def _take_signals(*_: Any) -> None:
+        SIGNALS.reinstall()  # after Lightning's register_signal_handlers, before the first batch
+
+    on_sanity_check_start = on_train_start = on_validation_start = on_test_start = _take_signals
+
+    def _check(self, trainer: L.Trainer, collective: bool) -> None:
+        received = SIGNALS.received
+        if trainer.world_size > 1:
+            if not collective:
+                return
+            received = _agreed_signal(received, trainer.strategy.root_device) or None
+        if received is not None:
+            raise Interrupted(received, run_progress(trainer))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._check(trainer)
+        self._check(trainer, collective=True)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._check(trainer)
+        self._check(trainer, collective=False)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._check(trainer)
+        self._check(trainer, collective=False)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 and not trainer.sanity_checking:
+            self._check(trainer, collective=True)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            self._check(trainer, collective=True)
+
+
+def _agreed_signal(received: int | None, device: Any) -> int:
+    """The largest signal number any rank received (0: none), the same on every rank."""
+    flag = torch.tensor([received or 0], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 class RunLock:
@@ -253,9 +295,9 @@ def unrecorded(folder: Path, write_err: OSError) -> None:
           f"({write_err.strerror or write_err}); the error follows", file=sys.stderr)  # fmt: skip
 
 
-def _epochs_in_csv(path: Path) -> int | None:
+def _epochs_in_csv(path: Path) -> int:
     if not path.is_file():
-        return None
+        return 0  # stopped before its first epoch ended
     return max(0, len([line for line in path.read_text().splitlines() if line.strip()]) - 1)
 
 
