@@ -152,21 +152,32 @@ def test_ddp_launch_multirun_gives_lightning_ddps_run_for_each_job(launch_sweep,
     assert "sync_dist" not in out.stdout + out.stderr  # the values are reduced already: no advice printed
 
 
-def test_ddp_launch_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
-    run_dir = tmp_path / "run"
+def launch_and_signal(run_dir, tmp_path_factory, ready, within_s):
+    """Starts a 30-epoch ddp_launch run, sends SIGTERM once ``ready()`` holds; its return code and output."""
     env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache"), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "train.py", "trainer=ddp_launch", *TINY_DDP, "epochs=30", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        epochs, deadline = run_dir / "epochs.csv", time.monotonic() + 480  # a loaded 2-core machine starts slowly
-        while not (epochs.is_file() and epochs.read_text().count("\n") >= 2):  # until the first epoch is recorded
-            assert proc.poll() is None and time.monotonic() < deadline, "no epoch recorded: " + str(proc.poll())
-            time.sleep(0.2)
+        deadline = time.monotonic() + within_s  # a loaded 2-core machine starts slowly
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, f"not ready: exit {proc.poll()}"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=300)  # a loaded 2-core machine: the batch and records take a while
+        output, _ = proc.communicate(timeout=300)  # the batch and the records take a while
     finally:
         proc.kill()
-    assert proc.returncode == 143, output[-3000:]
+    return proc.returncode, output
+
+
+def lines_in(path):
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
+def test_ddp_launch_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
+    run_dir = tmp_path / "run"
+    returncode, output = launch_and_signal(run_dir, tmp_path_factory, lambda: lines_in(run_dir / "epochs.csv") >= 2,
+                                           within_s=480)  # fmt: skip
+    assert returncode == 143, output[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "interrupted" and 1 <= record["epochs_run"] < 30, record
     assert f"resume={run_dir}" in output and "Traceback" not in output
@@ -179,20 +190,11 @@ def test_ddp_launch_stops_on_sigterm_and_resumes(tmp_path, tmp_path_factory):
 
 
 def test_a_signal_while_the_processes_start_is_recorded_or_said_by_the_launcher(tmp_path, tmp_path_factory):
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache"), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "train.py", "trainer=ddp_launch", *TINY_DDP, "epochs=30", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log, deadline = run_dir / "train.log", time.monotonic() + 240
-        while not (log.is_file() and "ddp_launch: starting" in log.read_text()):
-            assert proc.poll() is None and time.monotonic() < deadline, "the launcher did not start"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)  # the processes are importing, not yet training
-        output, _ = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 143 and "Traceback" not in output, output[-3000:]
+    run_dir, log = tmp_path / "run", tmp_path / "run" / "train.log"
+    returncode, output = launch_and_signal(  # the processes are importing, not yet training
+        run_dir, tmp_path_factory, lambda: log.is_file() and "ddp_launch: starting" in log.read_text(), within_s=240
+    )
+    assert returncode == 143 and "Traceback" not in output, output[-3000:]
     metrics = run_dir / "metrics.json"
     if metrics.is_file():  # rank 0 (or the launcher, for it) recorded the stop: resumable
         record = json.loads(metrics.read_text())
