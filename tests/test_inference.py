@@ -227,6 +227,36 @@ def test_eval_on_another_folder_uses_every_image(tiny_run, tmp_path):
         evaluate(predictor, root=str(folder), split="everything")
 
 
+def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_usable(tiny_run, tmp_path):
+    from handgestures.runfolder.card import model_card
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("*.ckpt", "tensorboard"))
+    rows = ["epoch,val/acc", "1,0.40", "2,0.90", "3,0.95", "4,0.30", "5,0.93"]  # a dip at 4, not to chance
+    (run / "epochs.csv").write_text("\n".join(rows) + "\n")
+    card = model_card(run)
+    assert "never fell to near chance (at most 0.267) after reaching 0.5; its largest dip: 0.9500 -> 0.3000 at " \
+           "epoch 4" in card  # fmt: skip
+    assert "IvanNet, augmented" not in card  # the recipe note is IvanNet augmented's only
+    record = json.loads((run / "metrics.json").read_text())
+    falls = [{"epoch": 4, "before": 0.95, "best_epoch": 3, "after": 0.17},
+             {"epoch": 7, "before": 0.96, "best_epoch": 6, "after": 0.16}]  # fmt: skip
+    record.update(collapse={**falls[0], "all": falls, "last_epoch": 8, "last": 0.16}, last_checkpoint_usable=False)
+    (run / "metrics.json").write_text(json.dumps(record))
+    card = model_card(run)
+    assert "fell to near chance at epoch 4: 0.1700, after a best of 0.9500 at epoch 3" in card
+    assert "fell to near chance at epoch 7: 0.1600, after a best of 0.9600 at epoch 6" in card
+    assert "the last epoch (8) ended at 0.1600: it never recovered, and `last.ckpt` is not the model to use" in card
+    record.update(last_checkpoint_usable=True, collapse={**falls[0], "all": falls[:1], "last_epoch": 8, "last": 0.94})
+    (run / "metrics.json").write_text(json.dumps(record))
+    card = model_card(run)
+    assert "the last epoch (8) ended at 0.9400: it recovered" in card and "epoch 7" not in card
+    config = OmegaConf.load(run / "config.yaml")
+    config.model, config.data.augment_train = {"_target_": "handgestures.models.IvanNet", "num_classes": 6}, True
+    OmegaConf.save(config, run / "config.yaml")
+    assert "this recipe (IvanNet, augmented) falls to chance in some runs" in model_card(run)
+
+
 def test_model_card_holds_the_run_and_a_command_that_reproduces_its_config(tiny_run):
     card = (tiny_run / "MODEL_CARD.md").read_text()
     config = OmegaConf.to_container(OmegaConf.load(tiny_run / "config.yaml"), resolve=True)

@@ -9,6 +9,7 @@ project version.
 
 from __future__ import annotations
 
+import csv
 import json
 import shlex
 from pathlib import Path
@@ -153,6 +154,7 @@ def model_card(run_dir: str | Path) -> str:
         "horizontal and vertical flips, shifts, zoom), drawn from seed "
         f"{data.get('eval_view_seed')}, the same in every run.",
         "",
+        *_stability_lines(run_dir, metrics_all, config, name),
         "## What it is not good at",
     ]
     if "test/acc" in metrics and "test_aug/acc" in metrics:
@@ -174,6 +176,47 @@ def model_card(run_dir: str | Path) -> str:
         lines.append("- real photos: it was trained on the built-in synthetic hands, not on photographs")
     lines += ["", "## Reproduce", "```", reproduce_command(run_dir, config), "```", ""]
     return "\n".join(lines)
+
+
+def _largest_fall(epochs_csv: Path) -> tuple[int, float, float] | None:
+    """The largest fall of validation accuracy from one epoch to the next: (epoch, before, after)."""
+    if not epochs_csv.is_file():
+        return None
+    with epochs_csv.open(newline="") as fh:
+        values = [(int(r["epoch"]), float(r["val/acc"])) for r in csv.DictReader(fh) if r.get("val/acc")]
+    falls = [(e, before, after) for (_, before), (e, after) in zip(values, values[1:]) if after < before]
+    return max(falls, key=lambda f: f[1] - f[2], default=None)
+
+
+def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, Any], name: str) -> list[str]:
+    """How training went: every fall to near chance (the collapse guard's record), or the largest dip.
+
+    Why on the card: IvanNet's augmented recipe can fall to chance at some epoch, and a user who
+    picks up ``last.ckpt`` after such a fall gets a network that answers one class for everything.
+    """
+    guard = (config.get("guards") or {}).get("collapse") or {}
+    near = 1 / int(config["model"].get("num_classes", 6)) + float(guard.get("chance_margin", 0.1))
+    lines = ["## Training stability"]
+    collapse = record.get("collapse")
+    if collapse:
+        for event in collapse.get("all") or [collapse]:
+            lines.append(f"- validation accuracy fell to near chance at epoch {event['epoch']}: {event['after']:.4f}, "
+                         f"after a best of {event['before']:.4f} at epoch {event['best_epoch']}")  # fmt: skip
+        usable = record.get("last_checkpoint_usable", True)
+        lines.append(
+            f"- the last epoch ({collapse.get('last_epoch')}) ended at {collapse.get('last', float('nan')):.4f}: "
+            + ("it recovered" if usable else "it never recovered, and `last.ckpt` is not the model to use")
+            + "; the metrics above are the best checkpoint's"
+        )
+    else:
+        fall = _largest_fall(run_dir / "epochs.csv")
+        dip = f"; its largest dip: {fall[1]:.4f} -> {fall[2]:.4f} at epoch {fall[0]}" if fall else ""
+        lines.append(f"- validation accuracy never fell to near chance (at most {near:.3f}) after reaching "
+                     f"{guard.get('min_best', 0.5)}{dip}")  # fmt: skip
+    if name == "IvanNet" and config["data"].get("augment_train"):
+        lines.append("- this recipe (IvanNet, augmented) falls to chance in some runs and not in others: "
+                     "docs/study.md, 'IvanNet on the augmented data', gives the runs and the cause")  # fmt: skip
+    return [*lines, ""]
 
 
 def write_model_card(run_dir: str | Path) -> Path:
