@@ -261,3 +261,27 @@ def test_main_defaults_to_the_runs_folder(hand_made, capsys):
     assert (hand_made / "runs.csv").is_file() and (hand_made / "figures").is_dir()
     with pytest.raises(SystemExit):
         main([str(hand_made / "nowhere")])
+
+
+def test_runs_that_fell_to_chance_are_counted_in_their_row_and_named_in_the_runs_table(tmp_path):
+    runs = tmp_path / "runs"
+    falls = {0: None, 1: (12, False), 2: (18, True)}  # seed: (epoch of the fall, last.ckpt usable)
+    for seed, fall in falls.items():
+        folder = runs / f"ivannet-augmented-seed{seed}"
+        write_run(folder, "ivannet", "augmented", seed, test_acc=0.9)
+        record = json.loads((folder / "metrics.json").read_text())
+        if fall:
+            event = {"epoch": fall[0], "before": 0.9, "best_epoch": fall[0] - 1, "after": 0.17}
+            record.update(collapse={**event, "all": [event], "last": 0.17}, last_checkpoint_usable=fall[1])
+        else:
+            record.update(collapse=None, last_checkpoint_usable=True)
+        (folder / "metrics.json").write_text(json.dumps(record))
+    write_run(runs / "ivannet-base-seed0", "ivannet", "base", 0, test_acc=0.9)  # made before the guard: unknown
+    report = build_report(runs, tmp_path / "out").read_text()
+    assert md_table(report, "Augmented dataset")["IvanNet"][0] == "n=3; **2 of 3 fell to chance** (1 never recovered)"
+    assert md_table(report, "Base dataset")["IvanNet"][0] == "n=1"
+    table = md_rows(report, "Runs")
+    column = table[0].index("fell to chance")
+    cells = {(row[1], row[2]): row[column] for row in table[1:]}
+    assert cells == {("augmented", "0"): "no", ("augmented", "1"): "**epoch 12**, never recovered",
+                     ("augmented", "2"): "**epoch 18**, recovered", ("base", "0"): "—"}  # fmt: skip

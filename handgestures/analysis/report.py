@@ -109,7 +109,24 @@ def row_status(runs: list[Run]) -> str:
     notes = [f"n={counts['done']}"]
     notes += [f"**{counts[s]} {label}**" for s, label in (("failed", "failed"), ("trained", "not evaluated"),
               ("incomplete", "incomplete"), ("unreadable", "unreadable")) if counts[s]]  # fmt: skip
+    fell = [r for r in runs if r.status == "done" and r.info.get("collapse")]
+    if fell:  # the collapse guard's record: the values are still the best checkpoint's
+        stayed = sum(r.info.get("last_checkpoint_usable") is False for r in fell)
+        notes.append(f"**{len(fell)} of {counts['done']} fell to chance**" + (f" ({stayed} never recovered)" if stayed
+                     else ""))  # fmt: skip
     return "; ".join(notes)
+
+
+def collapse_cell(run: Run) -> str:
+    """The runs table's 'fell to chance': the first fall's epoch and whether the run came back; '—' if unrecorded."""
+    if "collapse" not in run.info:
+        return "—"  # a run made before the collapse guard, or one that never finished
+    collapse = run.info["collapse"]
+    if not collapse:
+        return "no"
+    falls = ", ".join(str(e["epoch"]) for e in collapse.get("all") or [collapse])
+    back = "never recovered" if run.info.get("last_checkpoint_usable") is False else "recovered"
+    return f"**epoch {falls}**, {back}"
 
 
 def problems(runs: list[Run]) -> list[str]:
@@ -201,11 +218,11 @@ def runs_table_md(runs: list[Run], out_dir: Path) -> str:
         comparable = "yes" if not run.not_comparable else "**no**: " + "; ".join(run.not_comparable)
         rows.append([run.model, run.data, str(run.seed), status, run.data_source, run.precision or "—",
                      f"{run.info.get('epochs_run', '—')} / {run.configured_epochs}", run.batch_limits,
-                     fmt(run.info.get("best_val_acc")), fmt(run.metrics.get("test/acc")),
+                     fmt(run.info.get("best_val_acc")), fmt(run.metrics.get("test/acc")), collapse_cell(run),
                      fmt_seconds(run.info.get("fit_seconds")), fmt(run.info.get("train_images_per_second"), "n"),
                      comparable, f"[{run.folder.name}]({link})"])  # fmt: skip
     headers = ["model", "data", "seed", "status", "data source", "precision", "epochs (run / set)", "batch limits",
-               "best val acc", "test acc", "fit time", "images/s", "comparable with the slides", "folder"]  # fmt: skip
+               "best val acc", "test acc", "fell to chance", "fit time", "images/s", "comparable with the slides", "folder"]  # fmt: skip
     return markdown_table(headers, rows)
 
 
