@@ -49,6 +49,9 @@ class EpochMetrics(L.Callback):
         if trainer.ckpt_path is None and path.exists():
             path.unlink()  # a fresh fit in a reused folder starts a fresh file; a resumed one appends
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()  # a fit restored mid-epoch has no epoch start of its own
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
 
