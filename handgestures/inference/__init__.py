@@ -16,6 +16,7 @@ _EXPORTS = {
     "predict_files": "handgestures.inference.predictor",
     "evaluate": "handgestures.inference.evaluate",
     "export_onnx": "handgestures.inference.export",
+    "export_hf": "handgestures.inference.hub",
     "write_model_card": "handgestures.runfolder.card",
     "build_demo": "handgestures.inference.demo",
 }

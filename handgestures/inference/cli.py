@@ -23,6 +23,10 @@ from handgestures.errors import CheckpointError
 CONF = str(CONF_DIR)
 OUTPUTS = ("text", "json", "csv")
 EXIT_FAILED_INPUTS, EXIT_ERROR = 1, 2
+EXPORT_FORMATS = {
+    "onnx": "onnx: one .onnx file",
+    "hf": "hf: a model folder, model.safetensors + config.json + README.md",
+}
 
 
 def fail(message: str) -> None:
@@ -56,7 +60,7 @@ def run_predict(cfg: DictConfig) -> int:
     )
     from handgestures.inference.preprocess import SUMMARY, list_inputs  # torch, after the arguments are checked
 
-    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder, a model folder or an .onnx file")
     inputs = _required(cfg, "inputs", "an image file or a folder of images")
     output = str(cfg.get("output", "text"))
     if output not in OUTPUTS:
@@ -114,7 +118,7 @@ def run_eval(cfg: DictConfig) -> int:
     from handgestures.inference.evaluate import evaluate as run  # torch/onnx/gradio after the arguments are checked
     from handgestures.inference.evaluate import format_result, write_evaluation  # (as above)
 
-    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder, a model folder or an .onnx file")
     root = (cfg.get("data") or {}).get("root")
     batch_size = _integer(cfg, "batch_size", 1, nullable=True, what=" (null = the run's eval_batch_size)")
     try:
@@ -136,23 +140,29 @@ def load(ckpt: str, precision):
 
 
 def run_export(cfg: DictConfig) -> int:
-    """``format=onnx``: the checkpoint's network as an ONNX file, checked in onnxruntime."""
-    from handgestures.inference import export  # torch/onnx/gradio after the arguments are checked
+    """``format=onnx``: an ONNX file checked in onnxruntime; ``format=hf``: a model folder checked bit for bit."""
+    from handgestures.inference import export, hub  # torch/onnx/gradio after the arguments are checked
     from handgestures.runfolder.checkpoints import resolve_checkpoint  # torch, after the arguments are checked
 
-    ckpt = _required(cfg, "ckpt", "a checkpoint or a run folder")
-    if str(cfg.format) != "onnx":
-        fail(f"format={cfg.format!r}: only onnx is supported")
-    check_batch = _integer(cfg, "check_batch", 0, what=" (built-in hands run through both runtimes; 0: none)")
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or a model folder")
+    fmt = str(cfg.get("format"))
+    if fmt not in EXPORT_FORMATS:
+        fail(f"format={fmt!r}: expected one of {list(EXPORT_FORMATS)} ({'; '.join(EXPORT_FORMATS.values())})")
+    check_batch = _integer(cfg, "check_batch", 0, what=" (built-in hands the export is checked on; 0: none)")
     overwrite = cfg.get("overwrite", False)
     if not isinstance(overwrite, bool):
         fail(f"overwrite={overwrite}: expected true or false")
     try:
-        opset = export.check_opset(cfg.get("opset"))
-        file = resolve_checkpoint(ckpt)
-        out = export.check_output(cfg.output if cfg.get("output") else file.with_suffix(".onnx"), overwrite)
-        report = export.export_onnx(file, out, opset=opset, check_batch=check_batch, try_fused=bool(cfg.try_fused),
-                                    overwrite=overwrite)  # fmt: skip
+        if fmt == "hf":
+            file = resolve_checkpoint(ckpt)
+            out = export.check_output(cfg.output if cfg.get("output") else hub.default_output(file), overwrite)
+            report = hub.export_hf(file, out, check_batch=check_batch, overwrite=overwrite)
+        else:
+            opset = export.check_opset(cfg.get("opset"))
+            file = resolve_checkpoint(ckpt)
+            out = export.check_output(cfg.output if cfg.get("output") else file.with_suffix(".onnx"), overwrite)
+            report = export.export_onnx(file, out, opset=opset, check_batch=check_batch,
+                                        try_fused=bool(cfg.try_fused), overwrite=overwrite)  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(json.dumps(report, indent=2))
@@ -168,7 +178,7 @@ def loopback(host: str) -> bool:
 
 
 def run_demo(cfg: DictConfig) -> int:
-    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or an .onnx file")
+    ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder, a model folder or an .onnx file")
     host, remote = str(cfg.get("host") or "127.0.0.1"), cfg.get("allow_remote", False)
     if not isinstance(remote, bool):
         fail(f"allow_remote={remote}: expected true or false")

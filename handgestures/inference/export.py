@@ -111,7 +111,8 @@ def check_parity(onnx_path: Path, net: torch.nn.Module, images: torch.Tensor) ->
     }
 
 
-def _check_images(n: int) -> torch.Tensor:
+def check_images(n: int) -> torch.Tensor:
+    """``n`` built-in hands (a fixed seed) as floats in [0, 1]: the images an export is checked on."""
     images, _, _ = generate_hands(12 * -(-n // 12), seed=123)
     return images[:n].float() / 255
 
@@ -170,7 +171,7 @@ def _export_checked(
     import onnx
 
     net = net.float().eval().to(memory_format=torch.contiguous_format)
-    images = _check_images(max(2, check_batch))
+    images = check_images(max(2, check_batch))
     fused = getattr(net, "fused", None)
     graph, why = "as trained", None
     if fused:

@@ -1,9 +1,11 @@
-"""A trained model behind one interface, from a checkpoint, a run folder or an ONNX file.
+"""A trained model behind one interface, from a checkpoint, a run folder, a model folder or an ONNX file.
 
 :class:`Predictor` turns float ``(B, 1, 128, 128)`` batches in [0, 1] into logits and
 probabilities. The PyTorch path runs as the run's Trainer evaluated it (its precision, e.g.
-bf16 autocast, channels-last inputs), so predictions agree with the recorded metrics; the
-ONNX path runs the exported graph in onnxruntime (fp32). :func:`predict_files` reads image
+bf16 autocast, channels-last inputs), so predictions agree with the recorded metrics; a model
+folder (``export.py format=hf``: config.json and model.safetensors, no pickle; loaded by
+:meth:`Predictor.from_pretrained`) runs as the checkpoint it came from; the ONNX path runs the
+exported graph in onnxruntime (fp32). :func:`predict_files` reads image
 files in batches (:mod:`handgestures.inference.preprocess`) and yields one record per file.
 """
 
@@ -25,6 +27,7 @@ import torch
 
 from handgestures.errors import CheckpointError
 from handgestures.inference.preprocess import decode_many, to_tensor
+from handgestures.models.pretrained import CONFIG_FILE, WEIGHTS_FILE, WRITTEN_BY, is_model_folder
 from handgestures.runfolder.checkpoints import resolve_checkpoint
 from handgestures.training.checkpoint import load_module
 
@@ -51,6 +54,18 @@ class Predictor:
         self.description = description
         self.source = source
         self.class_names = list(description.get("class_names") or [str(i) for i in range(6)])
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, precision: str | None = None) -> Predictor:
+        """The model of a model folder (config.json + model.safetensors), read without pickle.
+
+        It runs as its checkpoint ran (the same network, layout and recorded precision unless
+        ``precision`` is given), so its outputs equal the checkpoint's bit for bit.
+        """
+        if not is_model_folder(folder):
+            raise CheckpointError(f"{str(folder)!r} is not a model folder: expected a folder with {CONFIG_FILE} and "
+                                  f"{WEIGHTS_FILE}, as {WRITTEN_BY} writes it")  # fmt: skip
+        return load_predictor(folder, precision=precision)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:  # float32 (B, num_classes)
         raise NotImplementedError
@@ -140,9 +155,9 @@ class OnnxPredictor(Predictor):
 def load_predictor(
     path: str | os.PathLike, precision: str | None = None, eval_names: list[str] | None = None
 ) -> Predictor:
-    """The model at ``path``: a ``.ckpt``, a run folder (its best checkpoint) or an ``.onnx``."""
+    """The model at ``path``: a ``.ckpt``, a run folder (its best checkpoint), a model folder or an ``.onnx``."""
     file = resolve_checkpoint(path)
-    if file.suffix == ".onnx":
+    if file.suffix == ".onnx" and file.is_file():
         if precision not in (None, "32-true", "32"):
             raise ValueError(f"precision={precision!r}: an ONNX model runs in fp32 (32-true)")
         return OnnxPredictor(file)

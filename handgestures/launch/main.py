@@ -20,9 +20,9 @@ EXIT_USAGE = 2  # as argparse: a command line that cannot be run
 # command -> (entry point "module:function", how it takes its arguments, one line of help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("handgestures.launch.main:run_train", "argv", "train one network, cross-evaluate its best checkpoint (python train.py)"),
-    "eval": ("handgestures.inference.cli:evaluate", "hydra", "evaluate a run, checkpoint or ONNX file on a data folder (python eval.py)"),
+    "eval": ("handgestures.inference.cli:evaluate", "hydra", "evaluate a run, checkpoint, model folder or ONNX file on a data folder (python eval.py)"),
     "predict": ("handgestures.inference.cli:predict", "hydra", "fingers counted in images or a folder of them (python predict.py)"),
-    "export": ("handgestures.inference.cli:export", "hydra", "a run's network as ONNX, checked in onnxruntime (python export.py)"),
+    "export": ("handgestures.inference.cli:export", "hydra", "a run's network as ONNX (checked in onnxruntime) or a hub-ready model folder (python export.py)"),
     "demo": ("handgestures.inference.cli:demo", "hydra", "a browser demo of a trained model (gradio; the demo extra)"),
     "report": ("handgestures.analysis.report:main", "argv", "the study's tables, figures and CSVs from a folder of runs"),
     "leakage": ("handgestures.analysis.leakage:main", "argv", "near-duplicate images across a split, and the grouped split"),

@@ -1,7 +1,8 @@
 """MODEL_CARD.md for a run folder, from the files the run wrote (config.yaml, metrics.json).
 
 ``write_model_card(run_dir)`` is called at the end of every training run, and can be called
-again on any finished run folder. The card gives the network and its parameter count, the
+again on any finished run folder. A model folder's README.md (``export.py format=hf``) is the
+same card under a YAML front matter a model hub reads (:func:`hub_card`). The card gives the network and its parameter count, the
 data source and split sizes, seed, epochs, precision, every evaluation set's metrics (plain
 and augmented views), what the model is not good at, the command that reproduces it and the
 project version.
@@ -100,6 +101,18 @@ def _parameter_count(model_cfg: dict[str, Any]) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+def _network_lines(model_cfg: dict[str, Any]) -> list[str]:
+    """The card's "Network" section: the class, its arguments and parameters, its input and output."""
+    args = ", ".join(f"{k}={v}" for k, v in model_cfg.items() if k != "_target_")
+    return [
+        "## Network",
+        f"- `{model_cfg['_target_']}`({args}): {_parameter_count(model_cfg):,} parameters",
+        "- input: one 128x128 grey image, pixel/255 in [0, 1] (colour images become ITU-R 601-2 luma; "
+        "other sizes are resized bilinearly: `handgestures.inference.preprocess`)",
+        "- output: probabilities of 0, 1, 2, 3, 4 or 5 raised fingers",
+    ]
+
+
 def model_card(run_dir: str | Path) -> str:
     """The text of ``run_dir``'s model card."""
     run_dir = Path(run_dir)
@@ -109,7 +122,6 @@ def model_card(run_dir: str | Path) -> str:
     confusion = metrics_all.get("confusion") or {}
     model_cfg, data = config["model"], config["data"]
     name = str(model_cfg["_target_"]).rsplit(".", 1)[-1]
-    args = ", ".join(f"{k}={v}" for k, v in model_cfg.items() if k != "_target_")
     augmented = bool(data.get("augment_train"))
     source = (
         data.get("root")
@@ -123,11 +135,7 @@ def model_card(run_dir: str | Path) -> str:
         "",
         f"Run folder `{run_dir.name}`; status `{metrics_all.get('status')}`; handgestures {handgestures.__version__}.",
         "",
-        "## Network",
-        f"- `{model_cfg['_target_']}`({args}): {_parameter_count(model_cfg):,} parameters",
-        "- input: one 128x128 grey image, pixel/255 in [0, 1] (colour images become ITU-R 601-2 luma; "
-        "other sizes are resized bilinearly: `handgestures.inference.preprocess`)",
-        "- output: probabilities of 0, 1, 2, 3, 4 or 5 raised fingers",
+        *_network_lines(model_cfg),
         "",
         "## Data and training",
         f"- source: {source}",
@@ -226,3 +234,85 @@ def write_model_card(run_dir: str | Path) -> Path:
     tmp.write_text(model_card(run_dir))
     tmp.replace(path)
     return path
+
+
+HUB_TAGS = ("image-classification", "pytorch", "safetensors", "handgestures", "hand-gestures", "finger-counting")
+FINGERS = "koryakinp/fingers"  # the Fingers dataset's Kaggle id
+HUB_METRICS = (
+    ("test/acc", "test accuracy"),
+    ("test_aug/acc", "test accuracy, rotated and flipped (Keras augmentation)"),
+)
+
+
+def hub_name(config: dict[str, Any]) -> str:
+    """The model's name on a hub: ``<network>-<data>-seed<N>`` from a model folder's config.json."""
+    training = config.get("training") or {}
+    return f"{training.get('model')}-{training.get('data')}-seed{training.get('seed')}"
+
+
+def hub_front_matter(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The YAML block a model hub reads at the top of README.md: library, tags, metric and test results.
+
+    ``config`` is a model folder's config.json; ``metrics`` the run's metrics.json ``metrics``
+    (empty when unknown: then no ``model-index``).
+    """
+    real = (config.get("training") or {}).get("source") not in (None, "built-in hands")
+    meta: dict[str, Any] = {"library_name": "pytorch", "license": "mit", "pipeline_tag": "image-classification",
+                            "tags": [*HUB_TAGS, str(config["architecture"]).lower()], "metrics": ["accuracy"]}  # fmt: skip
+    measured = [{"type": "accuracy", "value": float(metrics[key]), "name": name}
+                for key, name in HUB_METRICS if isinstance(metrics.get(key), (int, float))]  # fmt: skip
+    if measured:
+        dataset = {"name": "Fingers" if real else "built-in procedural hands (handgestures)",
+                   "type": FINGERS if real else "handgestures-built-in-hands", "split": "test"}  # fmt: skip
+        task = {"type": "image-classification", "name": "Image Classification"}
+        meta["model-index"] = [{"name": hub_name(config), "results": [{"task": task, "dataset": dataset,
+                                                                       "metrics": measured}]}]  # fmt: skip
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
+
+
+def _card_from_config(config: dict[str, Any]) -> str:
+    """A card from config.json alone, for a checkpoint exported without its run folder."""
+    training, description = config.get("training") or {}, config.get("description") or {}
+    return "\n".join([
+        f"# Model card: {config['architecture']}, {training.get('data')} training, seed {training.get('seed')}", "",
+        f"Exported from `{training.get('exported_from')}` without its run folder: the run's metrics are not known "
+        f"here (`python eval.py ckpt=FOLDER` measures them); handgestures {description.get('version')}.", "",
+        *_network_lines(config["net_spec"]), "",
+        "## Data and training",
+        f"- source: {training.get('source')}; split {description.get('split')}",
+        f"- seed {training.get('seed')}; {training.get('epochs')} epochs; batch {description.get('batch_size')}; "
+        f"precision {training.get('precision')}", "",
+    ])  # fmt: skip
+
+
+USE = """## Use
+
+This folder holds `config.json` (the network, its input and its run), `model.safetensors` (the
+weights: tensors only, no pickle) and this card, as `python export.py format=hf` writes them.
+With the handgestures package (`pip install 'handgestures[export]'`):
+
+```python
+from handgestures.inference import Predictor
+
+model = Predictor.from_pretrained("FOLDER")
+probabilities = model.probabilities(images)  # images: (B, 1, 128, 128) floats, pixel / 255
+```
+
+`python predict.py ckpt=FOLDER inputs=photos/`, `python eval.py ckpt=FOLDER` and
+`handgestures-demo ckpt=FOLDER` take the folder as they take the checkpoint, with the same outputs.
+"""
+
+
+def hub_card(config: dict[str, Any], run_dir: str | Path | None) -> str:
+    """README.md of a model folder: hub front matter, the run's model card, and how to load the folder.
+
+    ``config`` is the folder's config.json; ``run_dir`` the run folder of the exported checkpoint
+    (None, or a folder without config.yaml and metrics.json: the card is made from ``config``).
+    """
+    run = Path(run_dir) if run_dir is not None else None
+    if run is not None and (run / "config.yaml").is_file() and (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text()).get("metrics") or {}
+        body = model_card(run)
+    else:
+        metrics, body = {}, _card_from_config(config)
+    return hub_front_matter(config, metrics) + "\n" + body.rstrip("\n") + "\n\n" + USE

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from handgestures.errors import CheckpointError
+from handgestures.models.pretrained import is_model_folder
 
 
 def safe_load(path: str | os.PathLike) -> dict[str, Any]:
@@ -44,8 +45,10 @@ _VAL_ACC = re.compile(r"val_acc(?P<acc>[0-9.]+?)\.ckpt$")
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint or ONNX file itself, or a run folder's best checkpoint.
+    """A checkpoint or ONNX file itself, a model folder itself, or a run folder's best checkpoint.
 
+    A model folder (``export.py format=hf``) is a folder holding ``config.json`` or
+    ``model.safetensors``; its loader names the file when one is missing or malformed.
     In a run folder: metrics.json's ``best_checkpoint`` (also looked for under the folder's
     ``checkpoints/`` when the run was moved), else the ``best-*val_acc*.ckpt`` with the highest
     validation accuracy in its name, else ``checkpoints/last.ckpt``, else a single ``*.onnx``.
@@ -54,7 +57,9 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise CheckpointError(f"ckpt={str(path)!r} is neither a checkpoint file nor a run folder")
+        raise CheckpointError(f"ckpt={str(path)!r} is not a checkpoint file, a run folder or a model folder")
+    if is_model_folder(path):
+        return path
     metrics = path / "metrics.json"
     if metrics.is_file():
         try:
@@ -81,7 +86,8 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         return onnx_files[0]
     raise CheckpointError(
         f"run folder {str(path)!r} has no checkpoint: looked for metrics.json's best_checkpoint, "
-        "checkpoints/best-*.ckpt, checkpoints/last.ckpt and a single *.onnx"
+        "checkpoints/best-*.ckpt, checkpoints/last.ckpt and a single *.onnx (nor is it a model folder: "
+        "no config.json or model.safetensors)"
     )
 
 

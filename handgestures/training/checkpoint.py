@@ -28,6 +28,7 @@ import handgestures
 from handgestures.data.grouping import SPLIT_KINDS
 from handgestures.errors import CheckpointError
 from handgestures.models import CarlosNet, IvanNet
+from handgestures.models.pretrained import WEIGHTS_FILE, is_model_folder, load_pretrained
 from handgestures.runfolder.checkpoints import resolve_checkpoint, run_dir_of, safe_load
 from handgestures.training.module import HandGestureClassifier
 
@@ -127,8 +128,10 @@ def check_finite(state: Mapping[str, Any], file: Path) -> None:
 
 
 def load_module(path: str | os.PathLike, eval_names: list[str] | None = None):
-    """``(module, description)`` from a checkpoint file or run folder, in eval mode on the CPU."""
+    """``(module, description)`` from a checkpoint file, run folder or model folder, in eval mode on the CPU."""
     file = resolve_checkpoint(path)
+    if is_model_folder(file):
+        return load_model_folder(file, eval_names)
     if file.suffix == ".onnx":
         raise CheckpointError(f"{str(file)!r} is an ONNX file, not a PyTorch checkpoint")
     checkpoint = safe_load(file)
@@ -151,6 +154,25 @@ def load_module(path: str | os.PathLike, eval_names: list[str] | None = None):
         raise CheckpointError(not_its_network(file, hparams, state, missing, unexpected))
     module.eval()
     description = {**(hparams.get("description") or {}), "net_spec": hparams["net_spec"], "checkpoint": str(file)}
+    return module, description
+
+
+def load_model_folder(folder: Path, eval_names: list[str] | None = None):
+    """``(module, description)`` from a model folder (:mod:`handgestures.models.pretrained`), as from its checkpoint.
+
+    The module is built as :func:`load_module` builds a checkpoint's (the same class, layout and
+    weights), so it gives the checkpoint's outputs bit for bit; nothing is unpickled.
+    """
+    net, config = load_pretrained(folder)
+    check_finite(net.state_dict(), folder / WEIGHTS_FILE)
+    module = HandGestureClassifier(
+        net=net, num_classes=config["num_classes"], channels_last=config["channels_last"],
+        eval_names=list(eval_names) if eval_names is not None else ("test",), net_spec=config["net_spec"],
+        description=config["description"],
+    )  # fmt: skip
+    module.eval()
+    description = {**config["description"], "class_names": config["class_names"], "net_spec": config["net_spec"],
+                   "checkpoint": str(folder)}  # fmt: skip
     return module, description
 
 
