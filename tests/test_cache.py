@@ -99,3 +99,31 @@ def test_zero_size_limit_caches_nothing(tmp_path):
     data = load_builtin_hands(72, seed=0, cache_dir=tmp_path / "cache", cache_max_gb=0)
     assert len(data) == 72 and data.source == "built-in hands: 72, seed 0"
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_a_line_is_logged_before_each_slow_step_of_loading_a_folder(tmp_path, monkeypatch, caplog):
+    """Reading every file, decoding, reading the cache: each can take seconds, and each is announced first."""
+    from handgestures.data import fingers
+
+    root = write_fingers_folder(tmp_path / "f", per_stratum=1)
+    caplog.set_level(logging.INFO, logger="handgestures")
+    before: dict[str, str] = {}  # step -> the last line logged when it started
+
+    def announced(step, real):
+        def wrapper(*args, **kwargs):
+            before[step] = caplog.records[-1].getMessage() if caplog.records else ""
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(fingers, "scan_folder", announced("scan", fingers.scan_folder))
+    monkeypatch.setattr(fingers, "decode_all", announced("decode", fingers.decode_all))
+    monkeypatch.setattr(torch, "load", announced("cache", torch.load))
+    load_fingers_folder(root, cache_dir=tmp_path / "cache")  # the first time: every file decoded
+    assert before["scan"] == f"reading the PNG files under {root.resolve()} (names and content digests: " \
+        "what the image cache is keyed on) ..."  # fmt: skip
+    assert before["decode"] == f"decoding 12 images of {root.resolve()} (once: they are cached for later runs) ..."
+    assert "cache" not in before
+    load_fingers_folder(root, cache_dir=tmp_path / "cache")  # then from the cache
+    line = before["cache"]
+    assert line.startswith(f"reading the image cache {tmp_path / 'cache'}") and line.endswith(" MB) ..."), line

@@ -128,3 +128,14 @@ def test_demo_binds_beyond_loopback_only_when_told(tiny_run, monkeypatch, capsys
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         assert run_demo(_demo_cfg(f"ckpt={tiny_run}", f"host={host}")) == 0
         assert calls[-1]["host"] == host and "warning" not in capsys.readouterr().err
+
+
+def test_the_demo_says_what_it_loads_before_loading_it(tiny_run, monkeypatch, capsys):
+    """The model and gradio take seconds to load (in launch): a line says so first."""
+    from handgestures.inference import demo
+    from handgestures.inference.cli import run_demo
+
+    said_before = []
+    monkeypatch.setattr(demo, "launch", lambda ckpt, **kw: said_before.append(capsys.readouterr().err))
+    assert run_demo(_demo_cfg(f"ckpt={tiny_run}")) == 0
+    assert said_before == [f"starting the demo of {tiny_run}: loading the model and gradio (several seconds) ...\n"]

@@ -65,3 +65,56 @@ def test_predict_and_eval_accept_the_onnx_file(tiny_run, exported, tmp_path, cap
     assert run_eval(OmegaConf.create({"ckpt": str(path), "data": {"root": None}, "output_dir": str(tmp_path)})) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["runtime"] == "onnx" and result["split"] == "test" and result["sets"]["test"]["images"] == 36
+
+
+ORT_ERROR = "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero status code returned while running Gather node"
+
+
+@pytest.fixture
+def fused_graph_rejected(monkeypatch):
+    """onnxruntime refuses the fused block's graph, as the installed one does; forced, so as not to hang on a version."""
+    from handgestures.inference import export
+
+    real, calls = export.check_parity, []
+
+    def check_parity(path, net, images):
+        calls.append(path)
+        if len(calls) == 1:  # the first check is the fused graph's
+            raise RuntimeError(ORT_ERROR)
+        return real(path, net, images)
+
+    monkeypatch.setattr(export, "check_parity", check_parity)
+
+
+def export_cfg(*overrides: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from handgestures import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("export", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_fallback_is_one_plain_line_and_verbose_adds_the_error(tiny_run, tmp_path, fused_graph_rejected, capsys,
+                                                                   verbose):  # fmt: skip
+    from handgestures.inference.cli import run_export
+    from handgestures.inference.export import FALLBACK
+
+    out_file = tmp_path / "model.onnx"
+    assert run_export(export_cfg(f"ckpt={tiny_run}", f"output={out_file}", f"verbose={str(verbose).lower()}")) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[0].startswith("exporting ") and f"to {out_file} (ONNX opset 18" in lines[0]  # said before it starts
+    plain = FALLBACK + "onnxruntime cannot run the graph of CarlosNet's fused first block"
+    assert [line for line in lines if line.startswith(FALLBACK)] == [
+        plain if verbose else plain + " (verbose=true shows the error)"
+    ]
+    report = json.loads(out)
+    assert report["graph"] == f"layer by layer (fused=False, the same function): {plain.removeprefix(FALLBACK)}"
+    if verbose:
+        assert ORT_ERROR in err and report["fused_error"] == f"RuntimeError: {ORT_ERROR}"
+    else:
+        assert "INVALID_ARGUMENT" not in out + err and "fused_error" not in report

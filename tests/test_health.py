@@ -103,7 +103,7 @@ def test_epochs_csv_and_tensorboard_carry_the_health_columns(collapsed_run):
     assert float(rows[2]["grad_norm/conv1"]) == 0.0 and float(rows[2]["grad_norm/out"]) > 0  # only the bias learns
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(collapsed_run / "tensorboard" / "train")).Reload()
+    events = EventAccumulator(str(collapsed_run / "tensorboard")).Reload()
     scalars = events.Tags()["scalars"]
     assert "health/dead/conv1" in scalars and "health/max_abs_logit" in scalars
     assert [e.value for e in events.Scalars("health/dead/conv1")][1:] == [1.0, 1.0]

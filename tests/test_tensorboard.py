@@ -1,7 +1,9 @@
 """TensorBoard as a user sees it: the event files' layout, and `tensorboard --logdir` in headless Chromium.
 
 The screenshots are kept in outputs/tensorboard-screenshots/ (timeseries.png, scalars.png,
-images.png, hparams.png) for people to look at; the tests check what the pages show.
+custom_scalars.png, images.png, hparams.png) for people to look at; the tests check what the
+pages show. Two runs share the log folder, as a sweep's do, so that the pages show how runs are
+told apart.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, TINY, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 
-from handgestures.training.tb_layout import AUGMENTATION_TAG, CONFUSION_TAG, CURVE_TAGS, FINAL_TAGS
+from handgestures.training.tb_layout import AUGMENTATION_TAG, CONFUSION_TAG, LAYOUT, SPLITS, curve_tag, final_tag
 from handgestures.training.train import train
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,42 +33,77 @@ SCREENSHOTS = ROOT / "outputs" / "tensorboard-screenshots"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tb") / "carlosnet-augmented-seed0"
-    overrides = [*TINY, "data=augmented", "epochs=3", "trainer.limit_train_batches=2", "trainer.limit_test_batches=1"]
-    train(compose_train(overrides, out))
-    return out
+def runs(tmp_path_factory) -> list[Path]:
+    """Two runs under one folder, as `tensorboard --logdir outputs` finds a sweep's: the second is short."""
+    parent = tmp_path_factory.mktemp("tb")
+    longer = [*TINY, "data=augmented", "epochs=3", "trainer.limit_train_batches=2", "trainer.limit_test_batches=1"]
+    shorter = [*TINY, "seed=1", "epochs=1", "trainer.limit_train_batches=1", "trainer.limit_test_batches=1"]
+    folders = [parent / "carlosnet-augmented-seed0", parent / "carlosnet-base-seed1"]
+    for overrides, out in zip((longer, shorter), folders, strict=True):
+        train(compose_train(overrides, out))
+    return folders
+
+
+@pytest.fixture(scope="module")
+def run_dir(runs) -> Path:
+    return runs[0]
 
 
 def events(folder: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
     return acc
 
 
-def test_curves_are_one_chart_per_metric_with_a_run_per_split(run_dir):
+def test_a_run_is_one_tensorboard_run_named_after_its_folder(runs):
+    """TensorBoard names a run by its folder under --logdir: one short name per run, the runs' folders first."""
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(runs[0].parent))
+    multiplexer.Reload()
+    names = sorted(multiplexer.Runs())
+    assert names == [f"{folder.name}/tensorboard" for folder in runs]  # no sub-run per split or set
+    assert len({name.split("/")[0] for name in names}) == len(runs)  # told apart by their first word
+    for name, folder in zip(names, runs, strict=True):
+        assert len(name) == len(folder.name) + len("/tensorboard")
+        assert "curves/accuracy/train" in multiplexer.GetAccumulator(name).Tags()["tensors"], name
+
+
+def test_curves_and_final_metrics_carry_the_split_in_the_tag(run_dir):
     tb = run_dir / "tensorboard"
     saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     sets = {key.split("/")[0] for key in saved}
     assert {"test", "test_aug", "train", "val"} <= sets
-    assert sorted(p.name for p in tb.iterdir() if p.is_dir()) == sorted(sets)  # a sub-run per set
-    for name in sets:
-        acc = events(tb / name)
-        curves = sorted(CURVE_TAGS.values()) if name in ("train", "val") else []
-        health = [t for t in acc.Tags()["scalars"] if t.startswith("health/")]  # TrainingHealth: train sub-run
-        assert ("health/dead/conv1" in health) == (name == "train") and (name == "train" or not health), name
-        assert sorted(set(acc.Tags()["scalars"]) - set(health)) == sorted([*curves, *FINAL_TAGS.values()]), name
-        for tag in curves:
-            assert [e.step for e in acc.Scalars(tag)] == [1, 2, 3]
-        for metric, tag in FINAL_TAGS.items():  # one point, at the last epoch, the saved value
-            assert [(e.step, pytest.approx(e.value, abs=1e-6)) for e in acc.Scalars(tag)] == \
-                [(3, saved[f"{name}/{metric}"])], (name, tag)  # fmt: skip
-        assert not acc.Tags()["images"]
-    main = events(tb)
-    assert main.Tags()["scalars"] == []  # no single-point charts of its own
-    assert min(CURVE_TAGS.values()) < min(FINAL_TAGS.values())  # the curves' group sorts first
-    assert set(main.Tags()["images"]) == {AUGMENTATION_TAG, CONFUSION_TAG}
-    assert all(min(CURVE_TAGS.values()) < t for t in main.Tags()["images"])
+    assert not [p for p in tb.iterdir() if p.is_dir()]  # one event folder: no sub-runs
+    acc = events(tb)
+    scalars = acc.Tags()["scalars"]
+    health = [t for t in scalars if t.startswith("health/")]  # TrainingHealth
+    assert "health/dead/conv1" in health
+    curves = [curve_tag(split, metric) for split in SPLITS for metric in ("acc", "loss")]
+    finals = [final_tag(name, metric) for name in sets for metric in ("acc", "loss")]
+    assert sorted(set(scalars) - set(health)) == sorted([*curves, *finals])
+    for tag in curves:
+        assert [e.step for e in acc.Scalars(tag)] == [1, 2, 3]
+    for key, value in saved.items():  # one point, at the last epoch, the saved value
+        tag = final_tag(*key.split("/"))
+        assert [(e.step, pytest.approx(e.value, abs=1e-6)) for e in acc.Scalars(tag)] == [(3, value)], tag
+    assert max(curves) < min(finals) < min(health)  # the curves' group sorts first
+    assert set(acc.Tags()["images"]) == {AUGMENTATION_TAG, CONFUSION_TAG}
+    assert all(max(curves) < t for t in acc.Tags()["images"])
+
+
+def test_custom_scalars_overlay_train_and_val_of_each_metric(run_dir):
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    acc = events(run_dir / "tensorboard")
+    (layout_event,) = acc.Tensors(metadata.CONFIG_SUMMARY_TAG)
+    layout = layout_pb2.Layout.FromString(layout_event.tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert list(charts) == [title for category in LAYOUT.values() for title in category]
+    scalars = acc.Tags()["scalars"]
+    for title, patterns in charts.items():  # each chart draws the train and the val curve of one metric
+        drawn = sorted(t for t in scalars if any(re.search(p, t) for p in patterns))
+        metric = title.split()[0]
+        assert drawn == [f"curves/{metric}/train", f"curves/{metric}/val"], title
 
 
 def free_port() -> int:
@@ -75,12 +113,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def tensorboard_url(run_dir):
+def tensorboard_url(runs):
     if not CHROMIUM.is_file():
         pytest.skip(f"headless screenshots need Chromium at {CHROMIUM}")
     pytest.importorskip("playwright.sync_api")
     port = free_port()
-    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir.parent), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(runs[0].parent), "--host", "127.0.0.1",
            "--port", str(port), "--load_fast", "false"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/"
@@ -88,7 +126,7 @@ def tensorboard_url(run_dir):
         for _ in range(240):
             try:
                 with urllib.request.urlopen(url + "data/runs", timeout=2) as response:
-                    if b"train" in response.read():
+                    if all(folder.name.encode() in listed for listed in [response.read()] for folder in runs):
                         break
             except OSError:
                 pass
@@ -126,21 +164,28 @@ def page(tensorboard_url):
         browser.close()
 
 
-def test_time_series_opens_on_train_and_val_overlaid(page, tensorboard_url):
-    open_tab(page, tensorboard_url, "timeseries", "curves/accuracy", "final/accuracy")
+def test_time_series_opens_on_the_learning_curves_a_line_per_run(page, tensorboard_url, runs):
+    open_tab(page, tensorboard_url, "timeseries", "curves/accuracy/train", "final/accuracy/test")
     page.screenshot(path=str(SCREENSHOTS / "timeseries.png"))
-    assert top(page, "curves/accuracy") < top(page, "final/accuracy")  # the curves come first
+    assert top(page, "curves/accuracy/train") < top(page, "final/accuracy/test")  # the curves come first
     assert page.locator("text=hp/ >> visible=true").count() == 0
     text = re.sub(r"\s*/\s*", "/", page.inner_text("body"))
-    chart = text[text.index("curves/accuracy") : text.index("curves/loss")]
-    # the accuracy chart's legend: one line per split run
-    assert "tensorboard/train" in chart and "tensorboard/val" in chart, chart
+    chart = text[text.index("curves/accuracy/train") : text.index("curves/accuracy/val")]
+    for folder in runs:  # the chart's data table: a row per run, named after the run's folder
+        assert chart.count(f"{folder.name}/tensorboard") == 1, chart
+    assert "tensorboard/train" not in text and "tensorboard/val" not in text  # no sub-runs
 
 
 def test_scalars_opens_on_the_learning_curves(page, tensorboard_url):
-    open_tab(page, tensorboard_url, "scalars", "tag: curves/accuracy", "tag: final/accuracy")
+    open_tab(page, tensorboard_url, "scalars", "tag: curves/accuracy/train", "tag: final/accuracy/test")
     page.screenshot(path=str(SCREENSHOTS / "scalars.png"))
-    assert top(page, "tag: curves/accuracy") == top(page, "tag: curves/loss") < top(page, "tag: final/accuracy")
+    assert top(page, "tag: curves/accuracy/train") < top(page, "tag: final/accuracy/test")
+
+
+def test_custom_scalars_overlay_train_and_val(page, tensorboard_url):
+    charts = [title for category in LAYOUT.values() for title in category]
+    open_tab(page, tensorboard_url, "custom_scalars", *charts)
+    page.screenshot(path=str(SCREENSHOTS / "custom_scalars.png"))
 
 
 def test_augmentation_grid_says_which_column_is_the_original(page, tensorboard_url):
@@ -148,7 +193,7 @@ def test_augmentation_grid_says_which_column_is_the_original(page, tensorboard_u
     page.screenshot(path=str(SCREENSHOTS / "images.png"), full_page=True)
 
 
-def test_hparams_tab_holds_the_final_metrics(page, tensorboard_url, run_dir):
+def test_hparams_tab_holds_the_final_metrics(page, tensorboard_url, runs):
     open_tab(page, tensorboard_url, "hparams", "test_aug accuracy")
     page.screenshot(path=str(SCREENSHOTS / "hparams.png"))
     body = {"experimentName": "", "allowedStatuses": STATUSES, "colParams": [], "startIndex": 0,
@@ -159,9 +204,12 @@ def test_hparams_tab_holds_the_final_metrics(page, tensorboard_url, run_dir):
         headers={"Content-Type": "application/json"},
     )
     groups = json.loads(urllib.request.urlopen(request, timeout=30).read())["sessionGroups"]
-    assert [g["name"] for g in groups] == [f"{run_dir.name}/tensorboard"]  # one row per run, not per split
-    values = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in groups[0]["metricValues"]}
-    saved = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    expected = {(k.split("/")[0], FINAL_TAGS[k.split("/")[1]]): v for k, v in saved.items()}
-    assert values == pytest.approx(expected, abs=1e-6)
-    assert groups[0]["hparams"]["model"] == "carlosnet" and groups[0]["hparams"]["data"] == "augmented"
+    groups = {g["name"]: g for g in groups}
+    assert sorted(groups) == [f"{folder.name}/tensorboard" for folder in runs]  # one row per run
+    for folder in runs:
+        group = groups[f"{folder.name}/tensorboard"]
+        values = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]}
+        saved = json.loads((folder / "metrics.json").read_text())["metrics"]
+        assert values == pytest.approx({("", final_tag(*k.split("/"))): v for k, v in saved.items()}, abs=1e-6)
+        model, data, _ = folder.name.split("-")
+        assert group["hparams"]["model"] == model and group["hparams"]["data"] == data

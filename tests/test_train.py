@@ -9,6 +9,7 @@ import pytest
 from helpers import ROOT, TINY, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from handgestures.training.tb_layout import curve_tag, final_tag
 from handgestures.training.train import resolve_precision, train
 
 EVAL_SETS = ["train", "val", "test", "train_aug", "val_aug", "test_aug"]
@@ -87,17 +88,19 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
     events = read_events(run_dir / "tensorboard")
     tags = events.Tags()
     rows = [line.split(",") for line in (run_dir / "epochs.csv").read_text().splitlines()]
-    for split in ("train", "val"):  # one sub-run per split, the same tags: one chart per metric
-        curves = read_events(run_dir / "tensorboard" / split)
-        plain = [t for t in curves.Tags()["scalars"] if not t.startswith("health/")]  # health: train sub-run
-        assert sorted(plain) == ["curves/accuracy", "curves/loss", "final/accuracy", "final/loss"]
-        for metric, tag in (("acc", "curves/accuracy"), ("loss", "curves/loss")):
+    assert not [p for p in (run_dir / "tensorboard").iterdir() if p.is_dir()]  # one TensorBoard run per run
+    for split in ("train", "val"):  # the split in the tag: curves/<metric>/<split>
+        for metric in ("acc", "loss"):
             column = rows[0].index(f"{split}/{metric}")
-            assert [(e.step, round(e.value, 5)) for e in curves.Scalars(tag)] == \
-                [(int(r[0]), round(float(r[column]), 5)) for r in rows[1:]], (split, tag)  # fmt: skip
-    assert tags["scalars"] == []  # the run's own writer: the HPARAMS session and images only
-    for name in EVAL_SETS:  # the final metrics: one point per set, in the set's sub-run
-        final = read_events(run_dir / "tensorboard" / name).Scalars("final/accuracy")
+            assert [(e.step, round(e.value, 5)) for e in events.Scalars(curve_tag(split, metric))] == \
+                [(int(r[0]), round(float(r[column]), 5)) for r in rows[1:]], (split, metric)  # fmt: skip
+    plain = [t for t in tags["scalars"] if not t.startswith("health/")]  # health: TrainingHealth's
+    assert sorted(plain) == sorted(
+        [curve_tag(s, m) for s in ("train", "val") for m in ("acc", "loss")]
+        + [final_tag(name, m) for name in EVAL_SETS for m in ("acc", "loss")]
+    )
+    for name in EVAL_SETS:  # the final metrics: one point per set, at the last epoch
+        final = events.Scalars(final_tag(name, "acc"))
         assert [(e.step, round(e.value, 6)) for e in final] == \
             [(metrics["epochs_run"], round(metrics["metrics"][f"{name}/acc"], 6))]  # fmt: skip
     assert set(tags["images"]) == {"samples/augmentation", "results/confusion_test"}
@@ -116,6 +119,6 @@ def test_train_py_subprocess_writes_metrics_and_events(tmp_path):
     ).experiment
     columns = {(m.name.group, m.name.tag): m.display_name for m in experiment.metric_infos}
     assert columns == {
-        (name, f"final/{long}"): f"{name} {long}" for name in EVAL_SETS for long in ("accuracy", "loss")
-    }  # HPARAMS reads each from the set's sub-run
+        ("", f"final/{long}/{name}"): f"{name} {long}" for name in EVAL_SETS for long in ("accuracy", "loss")
+    }  # HPARAMS reads each from the run's own scalars (group "")
     assert (run_dir / ".hydra" / "config.yaml").is_file()

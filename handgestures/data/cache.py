@@ -85,6 +85,8 @@ def load_entry(path: Path, files: list[str] | None = None) -> dict[str, Any] | N
     try:
         if not path.is_file():
             return None
+        # hundreds of MB: seconds from a slow disk, so said before
+        log.info("reading the image cache %s (%.0f MB) ...", path, path.stat().st_size / 1e6)
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(blob, dict):
             raise ValueError(f"holds a {type(blob).__name__}, not an entry")

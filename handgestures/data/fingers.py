@@ -164,6 +164,7 @@ def load_fingers_folder(
     ``reports/``), then raised (``on_error="raise"``) or left out (``"skip"``).
     """
     root = Path(root).expanduser().resolve()
+    log.info("reading the PNG files under %s (names and content digests: what the image cache is keyed on) ...", root)
     scan = scan_folder(root)
     for note in scan.notes:
         log.warning("%s: %s", root, note)
@@ -173,11 +174,12 @@ def load_fingers_folder(
     listing = [f"{f.rel}\0{f.size}\0{f.digest}" for f in scan.files]
     entry = load_entry(path, files=listing)
     if entry is None:
+        log.info("decoding %d images of %s (once: they are cached for later runs) ...", len(scan.files), root)
         entry = _decode_entry(root, scan.files, image_size)
         if save_entry(path, {**entry, "files": listing, "format": CACHE_FORMAT}, cache_max_gb):
             log.info("cached in %s", path)
     else:
-        log.info("loaded %d images of %s from cache %s", len(entry["names"]), root, path)
+        log.info("loaded %d images of %s from the cache", len(entry["names"]), root)
         tidy(path.parent, cache_max_gb, keep=path)
     twins = twin_groups(entry["pixel_keys"])
     bad = sorted(scan.bad + [tuple(b) for b in entry["bad"]] + _label_conflicts(entry, twins))

@@ -8,10 +8,13 @@ the command with a one-line error and a non-zero exit status.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ipaddress
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
@@ -27,6 +30,26 @@ EXPORT_FORMATS = {
     "onnx": "onnx: one .onnx file",
     "hf": "hf: a model folder, model.safetensors + config.json + README.md",
 }
+
+
+@contextlib.contextmanager
+def console_messages() -> Iterator[None]:
+    """The package's log lines (INFO and up) on stderr while a command runs, as plain lines.
+
+    These commands leave logging unconfigured (conf/*.yaml: ``hydra/job_logging: none``) so that
+    stdout holds only their results; what they do that takes seconds (decoding images, exporting)
+    is still said, on stderr, before it starts.
+    """
+    logger = logging.getLogger("handgestures")
+    handler, level = logging.StreamHandler(sys.stderr), logger.level  # this command's stderr
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def fail(message: str) -> None:
@@ -122,9 +145,10 @@ def run_eval(cfg: DictConfig) -> int:
     root = (cfg.get("data") or {}).get("root")
     batch_size = _integer(cfg, "batch_size", 1, nullable=True, what=" (null = the run's eval_batch_size)")
     try:
-        predictor = load(ckpt, cfg.get("precision"))
-        result = run(predictor, root=str(root) if root else None, split=cfg.get("split"), batch_size=batch_size,
-                     report_dir=str(cfg.output_dir))  # fmt: skip
+        with console_messages():  # reading or decoding the images takes seconds
+            predictor = load(ckpt, cfg.get("precision"))
+            result = run(predictor, root=str(root) if root else None, split=cfg.get("split"), batch_size=batch_size,
+                         report_dir=str(cfg.output_dir))  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(format_result(result))
@@ -139,6 +163,14 @@ def load(ckpt: str, precision):
     return load_predictor(ckpt, precision=precision)
 
 
+def _flag(cfg: DictConfig, key: str) -> bool:
+    """``cfg[key]`` (false when absent) as a bool; else one error naming key and value."""
+    value = cfg.get(key, False)
+    if not isinstance(value, bool):
+        fail(f"{key}={value}: expected true or false")
+    return value
+
+
 def run_export(cfg: DictConfig) -> int:
     """``format=onnx``: an ONNX file checked in onnxruntime; ``format=hf``: a model folder checked bit for bit."""
     from handgestures.inference import export, hub  # torch/onnx/gradio after the arguments are checked
@@ -149,20 +181,20 @@ def run_export(cfg: DictConfig) -> int:
     if fmt not in EXPORT_FORMATS:
         fail(f"format={fmt!r}: expected one of {list(EXPORT_FORMATS)} ({'; '.join(EXPORT_FORMATS.values())})")
     check_batch = _integer(cfg, "check_batch", 0, what=" (built-in hands the export is checked on; 0: none)")
-    overwrite = cfg.get("overwrite", False)
-    if not isinstance(overwrite, bool):
-        fail(f"overwrite={overwrite}: expected true or false")
+    overwrite, verbose = _flag(cfg, "overwrite"), _flag(cfg, "verbose")
     try:
-        if fmt == "hf":
-            file = resolve_checkpoint(ckpt)
-            out = export.check_output(cfg.output if cfg.get("output") else hub.default_output(file), overwrite)
-            report = hub.export_hf(file, out, check_batch=check_batch, overwrite=overwrite)
-        else:
-            opset = export.check_opset(cfg.get("opset"))
-            file = resolve_checkpoint(ckpt)
-            out = export.check_output(cfg.output if cfg.get("output") else file.with_suffix(".onnx"), overwrite)
-            report = export.export_onnx(file, out, opset=opset, check_batch=check_batch,
-                                        try_fused=bool(cfg.try_fused), overwrite=overwrite)  # fmt: skip
+        with console_messages():  # "exporting ...", and the graph exported when not the fused one
+            if fmt == "hf":
+                file = resolve_checkpoint(ckpt)
+                out = export.check_output(cfg.output if cfg.get("output") else hub.default_output(file), overwrite)
+                report = hub.export_hf(file, out, check_batch=check_batch, overwrite=overwrite)
+            else:
+                opset = export.check_opset(cfg.get("opset"))
+                file = resolve_checkpoint(ckpt)
+                out = export.check_output(cfg.output if cfg.get("output") else file.with_suffix(".onnx"), overwrite)
+                report = export.export_onnx(file, out, opset=opset, check_batch=check_batch,
+                                            try_fused=bool(cfg.try_fused), overwrite=overwrite,
+                                            verbose=verbose)  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError, ImportError) as err:
         fail(str(err))
     print(json.dumps(report, indent=2))
@@ -179,15 +211,15 @@ def loopback(host: str) -> bool:
 
 def run_demo(cfg: DictConfig) -> int:
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder, a model folder or an .onnx file")
-    host, remote = str(cfg.get("host") or "127.0.0.1"), cfg.get("allow_remote", False)
-    if not isinstance(remote, bool):
-        fail(f"allow_remote={remote}: expected true or false")
+    host, remote = str(cfg.get("host") or "127.0.0.1"), _flag(cfg, "allow_remote")
     if not loopback(host):
         if not remote:
             fail(f"host={host} would publish the demo (and the model) to every machine that can reach this one; "
                  "keep host=127.0.0.1, or add allow_remote=true to do it on purpose")  # fmt: skip
         print(f"warning: host={host} with allow_remote=true: the demo is reachable from the network, "
               "without a password; anyone who reaches it can send images to the model", file=sys.stderr)  # fmt: skip
+    print(f"starting the demo of {ckpt}: loading the model and gradio (several seconds) ...", file=sys.stderr,
+          flush=True)  # fmt: skip
     from handgestures.inference.demo import launch  # torch/onnx/gradio after the arguments are checked
 
     try:

@@ -17,7 +17,9 @@ Choices, made explicitly rather than left to torch's defaults:
   for the PyTorch model. CarlosNet's fused first block (:mod:`handgestures.models.fused`, a
   custom autograd node for CPU training) is tried first; when it does not export, the
   layer-by-layer graph (``fused=False``: the same function) is exported instead, and the
-  file's metadata says which (``graph``).
+  file's metadata says which (``graph``). The fallback is said in one plain line; the
+  exporter's or onnxruntime's own error text only with ``verbose`` (it is long, and the
+  exported file is right either way).
 
 The file's metadata (``handgestures``) holds the checkpoint's description, so predict, eval
 and the demo read an ``.onnx`` like a checkpoint. After export the same batch of built-in
@@ -74,16 +76,26 @@ def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
     return output
 
 
-def _export(net: torch.nn.Module, path: Path, opset: int) -> None:
+FALLBACK = "exported with the layer-by-layer graph (same function): "
+QUIET_LOGGERS = ("onnx_ir",)  # its warnings on the exporter's own attributes ("Attribute type is ambiguous")
+
+
+def _export(net: torch.nn.Module, path: Path, opset: int, verbose: bool = False) -> None:
     import onnxscript  # noqa: F401  (the dynamo exporter needs it: say so before torch does)
 
     # conv_maxpool2d caches its index tensors (functools.cache): tracing must neither use real
     # ones nor leave traced ones behind for the eager calls that follow in this process
     fused._placement.cache_clear()
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     try:
+        if not verbose:
+            for name in QUIET_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
         _trace(net, path, opset)
     finally:
         fused._placement.cache_clear()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _trace(net: torch.nn.Module, path: Path, opset: int) -> None:
@@ -117,46 +129,56 @@ def check_images(n: int) -> torch.Tensor:
     return images[:n].float() / 255
 
 
-def _runs_the_same(path: Path, net: torch.nn.Module, images: torch.Tensor, tolerance: float) -> str | None:
-    """None when the ONNX file gives ``net``'s probabilities on ``images`` and on one image; else why not."""
+def _error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".strip()
+
+
+def _runs_the_same(path: Path, net: torch.nn.Module, images: torch.Tensor, tolerance: float) -> tuple[str, str] | None:
+    """None when the ONNX file gives ``net``'s probabilities on ``images`` and on one image;
+    else why not: a plain phrase, and the full error text."""
     try:
         for batch in (images, images[:1]):
             parity = check_parity(path, net, batch)
             if parity["max_prob_diff"] > tolerance or parity["argmax_agreement"] < 1.0:
-                return f"outputs differ ({parity})"
+                return "the graph of CarlosNet's fused first block gives other outputs than PyTorch", str(parity)
     except Exception as err:  # onnxruntime's own exception types
-        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        return "onnxruntime cannot run the graph of CarlosNet's fused first block", _error_text(err)
     return None
 
 
 def export_onnx(
     ckpt: str | os.PathLike, output: str | os.PathLike, opset: int = DEFAULT_OPSET, check_batch: int = 8,
-    try_fused: bool = True, tolerance: float = 1e-5, overwrite: bool = False,
+    try_fused: bool = True, tolerance: float = 1e-5, overwrite: bool = False, verbose: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Exports a checkpoint's network to ``output`` (see :func:`export_net`)."""
     check_opset(opset)
     check_output(output, overwrite)
+    log.info("exporting %s to %s (ONNX opset %d: tracing, then a check in onnxruntime; several seconds) ...",
+             ckpt, output, opset)  # fmt: skip
     module, description = load_module(ckpt)
-    return export_net(module.net, description, output, opset, check_batch, try_fused, tolerance, overwrite)
+    return export_net(module.net, description, output, opset, check_batch, try_fused, tolerance, overwrite, verbose)
 
 
 def export_net(
     net: torch.nn.Module, description: dict[str, Any], output: str | os.PathLike, opset: int = DEFAULT_OPSET,
     check_batch: int = 8, try_fused: bool = True, tolerance: float = 1e-5, overwrite: bool = False,
+    verbose: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Exports ``net`` to ``output``; returns what was done and the parity check.
 
     A fused CarlosNet is exported as it is first (``try_fused``), and kept only if
     onnxruntime runs it and gives the same probabilities (within ``tolerance``) on a batch and
-    on a single image; otherwise the layer-by-layer graph is exported. ``output`` appears only
-    complete, and only if it did not exist or ``overwrite`` is true.
+    on a single image; otherwise the layer-by-layer graph is exported, and one line says so
+    and why. ``verbose`` adds the exporter's or onnxruntime's error text (logged, and in the
+    report as ``fused_error``) and lets the exporter's own warnings through. ``output`` appears
+    only complete, and only if it did not exist or ``overwrite`` is true.
     """
     check_opset(opset)
     final = check_output(output, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     output = final.with_name(f".{final.name}.{os.getpid()}.partial.onnx")
     try:
-        report = _export_checked(net, description, output, opset, check_batch, try_fused, tolerance)
+        report = _export_checked(net, description, output, opset, check_batch, try_fused, tolerance, verbose)
         check_output(final, overwrite)  # not created meanwhile
         os.replace(output, final)
     finally:
@@ -166,29 +188,33 @@ def export_net(
 
 def _export_checked(
     net: torch.nn.Module, description: dict[str, Any], output: Path, opset: int, check_batch: int, try_fused: bool,
-    tolerance: float,
+    tolerance: float, verbose: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     import onnx
 
     net = net.float().eval().to(memory_format=torch.contiguous_format)
     images = check_images(max(2, check_batch))
     fused = getattr(net, "fused", None)
-    graph, why = "as trained", None
+    graph, why = "as trained", None  # why: (plain phrase, full error text) when the fused block is not kept
     if fused:
         if try_fused:
             try:
-                _export(net, output, opset)
+                _export(net, output, opset, verbose)
                 why = _runs_the_same(output, net, images, tolerance)
             except Exception as err:  # the exporter raises many types; the fallback below follows
-                why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                why = "the exporter cannot trace CarlosNet's fused first block", _error_text(err)
         else:
-            why = "not tried (try_fused=false)"
+            why = "CarlosNet's fused first block not tried (try_fused=false)", ""
         if why is not None:
-            log.warning("CarlosNet's fused first block is not exported (%s); exporting the layer-by-layer graph", why)
-            graph = f"layer by layer (fused=False, the same function); fused block not kept: {why}"
+            plain, error = why
+            hint = " (verbose=true shows the error)" if error and not verbose else ""
+            log.info("%s%s%s", FALLBACK, plain, hint)
+            if error and verbose:
+                log.info("the error of the fused first block's graph: %s", error)
+            graph = f"layer by layer (fused=False, the same function): {plain}"
             net.fused = False
     if why is not None or not fused:
-        _export(net, output, opset)
+        _export(net, output, opset, verbose)
     model = onnx.load(str(output))
     onnx.checker.check_model(model)
     written = {o.domain: o.version for o in model.opset_import}.get("")
@@ -202,6 +228,8 @@ def _export_checked(
         net.fused = fused  # parity against the network as trained, fused block included
     report: dict[str, Any] = {"onnx": str(output), "opset": opset, "exporter": "torch.onnx.export(dynamo=True)",
                               "dynamic_batch": True, "graph": graph}  # fmt: skip
+    if verbose and why is not None and why[1]:
+        report["fused_error"] = why[1]
     if check_batch > 0:
         report["parity"] = check_parity(output, net, images[:check_batch])
     return report

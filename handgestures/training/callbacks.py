@@ -7,14 +7,18 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from handgestures.data.augment import KerasRandomAffine, make_augmentation_grid
-from handgestures.training.tb_layout import AUGMENTATION_TAG, augmentation_figure, close_curve_writers, write_curves
+from handgestures.training.tb_layout import (
+    AUGMENTATION_TAG,
+    augmentation_figure,
+    tensorboard_writer,
+    write_curves,
+    write_layout,
+)
 from handgestures.training.trackers import log_epoch
 
 log = logging.getLogger(__name__)
@@ -22,21 +26,13 @@ log = logging.getLogger(__name__)
 CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
 
 
-def tensorboard_writer(trainer: L.Trainer) -> Any | None:
-    """The SummaryWriter of the trainer's TensorBoard logger, if it has one."""
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            return logger.experiment
-    return None
-
-
 class EpochMetrics(L.Callback):
     """Writes train and val loss and accuracy once per epoch, indexed by epoch (1-based).
 
     The CSV (``epochs.csv`` in the run folder) lets reports aggregate runs without reading
     TensorBoard; the same values go to TensorBoard with the epoch as step, the x-axis of the
-    study's learning curves, train and val on one chart each (:mod:`handgestures.training.tb_layout`),
-    and to any other logger (:mod:`handgestures.training.trackers`).
+    study's learning curves, in the run's one TensorBoard run (:mod:`handgestures.training.tb_layout`,
+    whose Custom Scalars layout it writes at the start), and to any other logger (:mod:`handgestures.training.trackers`).
     Sanity-check validation is never recorded.
     """
 
@@ -48,6 +44,7 @@ class EpochMetrics(L.Callback):
         path = Path(trainer.default_root_dir) / self.filename
         if trainer.ckpt_path is None and path.exists():
             path.unlink()  # a fresh fit in a reused folder starts a fresh file; a resumed one appends
+        write_layout(trainer)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()  # a fit restored mid-epoch has no epoch start of its own
@@ -75,9 +72,6 @@ class EpochMetrics(L.Callback):
             out.writerow(row)
         write_curves(trainer, row, epoch)
         log_epoch(trainer, row, CURVES, epoch)  # MLflow, W&B, CSV: the same values, step = epoch
-
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        close_curve_writers(trainer)
 
 
 class AugmentationGrid(L.Callback):

@@ -3,7 +3,7 @@
 A collapse of IvanNet to chance has one signature: a ReLU layer whose every unit is zero for
 every image (a dead layer) leaves the logits constant, the loss at ln 6 and no gradient below
 it. :class:`TrainingHealth` records, every epoch, into epochs.csv and TensorBoard
-(``health/...``, in the ``train`` sub-run beside the curves):
+(``health/...``, in the run's one TensorBoard run, below the curves):
 
 * ``dead/<layer>``: the fraction of dead ReLU units of each layer on a fixed probe batch (the
   first validation images): a unit (a channel of a convolution, a neuron of a dense layer) is
@@ -38,7 +38,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from handgestures.training.tb_layout import curve_writer
+from handgestures.training.tb_layout import tensorboard_writer
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class TrainingHealth(L.Callback):
         self._write_tensorboard(trainer, row, epoch)
 
     def _write_tensorboard(self, trainer: L.Trainer, row: dict[str, float], epoch: int) -> None:
-        writer = curve_writer(trainer, "train") if trainer.is_global_zero else None  # beside the training curves
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
         if writer is None:
             return
         for key, value in row.items():

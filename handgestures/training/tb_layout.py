@@ -1,24 +1,26 @@
-"""How a run lays out its TensorBoard data, so that TensorBoard opens on the learning curves.
+"""How a run lays out its TensorBoard data: one TensorBoard run per training run, told apart by name.
 
-* Learning curves: one writer per split, ``<run>/tensorboard/train`` and
-  ``<run>/tensorboard/val``, both with the tags ``curves/loss`` and ``curves/accuracy``.
-  TensorBoard draws the same tag of several runs as lines of one chart, and its legend
-  names the runs, so train and val of each metric share a chart and are told apart. The
-  ``curves`` group sorts first in the Scalars and Time Series tabs.
-* Final metrics (the best checkpoint on each evaluation set): one point per set at the last
-  epoch, tags ``final/accuracy`` and ``final/loss``, in one sub-run per set
-  (``<run>/tensorboard/<set>``; train and val share the curves' sub-runs). So they make two
-  charts, below the curves, each with a legend of the sets, not a wall of single-point
-  charts; and the HPARAMS tab, which reads a metric from a scalar of a sub-run of the
-  session (its "group"), lists them as ``<set> accuracy`` and ``<set> loss``.
-* The run's own writer (``<run>/tensorboard``, the Lightning logger's) holds the HPARAMS
-  session (the run's choices) and the images, under ``samples/`` and ``results/``.
+* **One run per training run.** Everything a run writes goes to one event folder,
+  ``<run>/tensorboard`` (the Lightning logger's), so ``tensorboard --logdir outputs`` lists
+  each run once, under a name that starts with its folder
+  (``runs/carlosnet-base-seed0-<time>/tensorboard``). With several runs open, a run is one
+  colour on every chart and the legend names it; a split or an evaluation set is in the tag,
+  never a sub-run of its own.
+* **Learning curves**: ``curves/<metric>/<split>`` (``curves/accuracy/train``,
+  ``curves/accuracy/val``, ``curves/loss/train``, ``curves/loss/val``) at step = epoch. The
+  Time Series and Scalars tabs show the ``curves`` group first, one chart per metric and
+  split, one line per run. The Custom Scalars tab (:data:`LAYOUT`, written when a run starts)
+  overlays train and val of each metric, the study's learning-curve charts.
+* **Training health**: ``health/...`` (:class:`~handgestures.training.health.TrainingHealth`).
+* **Final metrics** (the best checkpoint on each evaluation set): ``final/<metric>/<set>``,
+  one point at the last epoch, and the HPARAMS session: the run's choices and these metrics,
+  listed as ``<set> accuracy`` and ``<set> loss``, one row per run.
+* **Images**: ``samples/augmentation`` and ``results/confusion_test``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,13 +28,26 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-CURVE_TAGS = {"loss": "curves/loss", "acc": "curves/accuracy"}  # epochs.csv metric -> tag
-SPLIT_RUNS = ("train", "val")  # sub-run of <run>/tensorboard per split
-FINAL_TAGS = {"acc": "final/accuracy", "loss": "final/loss"}  # metrics.json metric -> tag
+CURVE_METRICS = {"loss": "loss", "acc": "accuracy"}  # epochs.csv / metrics.json metric -> name in tags
+SPLITS = ("train", "val")  # the splits with learning curves
 AUGMENTATION_TAG = "samples/augmentation"
 CONFUSION_TAG = "results/confusion_test"
+# the Custom Scalars tab: train and val of one metric on one chart (each run's lines, with several open)
+LAYOUT = {
+    "learning curves": {
+        f"{name} (train, val)": ["Multiline", [rf"^curves/{name}/(train|val)$"]] for name in ("accuracy", "loss")
+    }
+}
 
-_curve_writers: dict[str, Any] = {}  # sub-run folder -> open SummaryWriter
+
+def curve_tag(split: str, metric: str) -> str:
+    """``curves/accuracy/train`` for (``train``, ``acc``)."""
+    return f"curves/{CURVE_METRICS[metric]}/{split}"
+
+
+def final_tag(name: str, metric: str) -> str:
+    """``final/accuracy/test_aug`` for (``test_aug``, ``acc``)."""
+    return f"final/{CURVE_METRICS[metric]}/{name}"
 
 
 def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
@@ -42,44 +57,34 @@ def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
     return None
 
 
-def curve_writer(trainer: L.Trainer, split: str) -> Any | None:
-    """The SummaryWriter of sub-run ``split`` (opened once per fit), or None without TensorBoard."""
+def tensorboard_writer(trainer: L.Trainer) -> Any | None:
+    """The SummaryWriter of the run's one event folder, or None without TensorBoard."""
     logger = tensorboard_logger(trainer)
-    if logger is None:
-        return None
-    folder = os.path.join(logger.log_dir, split)
-    if folder not in _curve_writers:
-        from torch.utils.tensorboard import SummaryWriter
+    return logger.experiment if logger is not None else None
 
-        # a resumed run purges the steps after its checkpoint, as the logger's own writer does
-        purge_step = getattr(logger, "_kwargs", {}).get("purge_step")
-        _curve_writers[folder] = SummaryWriter(log_dir=folder, purge_step=purge_step)
-    return _curve_writers[folder]
+
+def write_layout(trainer: L.Trainer) -> None:
+    """The Custom Scalars layout, once per run (a resumed run wrote it when it started)."""
+    if not trainer.is_global_zero or trainer.ckpt_path is not None:
+        return
+    writer = tensorboard_writer(trainer)
+    if writer is None:
+        return
+    writer.add_custom_scalars(LAYOUT)
+    writer.flush()
 
 
 def write_curves(trainer: L.Trainer, row: Mapping[str, float], epoch: int) -> None:
     """One point per split and metric at step ``epoch``, from an epochs.csv row (``train/loss``, ...)."""
-    for split in SPLIT_RUNS:
-        writer = None
-        for metric, tag in CURVE_TAGS.items():
-            value = row.get(f"{split}/{metric}", math.nan)
-            if value is None or math.isnan(value):
-                continue
-            writer = writer or curve_writer(trainer, split)
-            if writer is None:
-                return
-            writer.add_scalar(tag, float(value), epoch)
-        if writer is not None:
-            writer.flush()
-
-
-def close_curve_writers(trainer: L.Trainer) -> None:
-    """Closes this trainer's sub-run writers (a sweep runs many fits in one process)."""
-    logger = tensorboard_logger(trainer)
-    if logger is None:
+    writer = tensorboard_writer(trainer)
+    if writer is None:
         return
-    for folder in [f for f in _curve_writers if os.path.dirname(f) == logger.log_dir]:
-        _curve_writers.pop(folder).close()
+    for split in SPLITS:
+        for metric in CURVE_METRICS:
+            value = row.get(f"{split}/{metric}", math.nan)
+            if value is not None and not math.isnan(value):
+                writer.add_scalar(curve_tag(split, metric), float(value), epoch)
+    writer.flush()
 
 
 def write_final(trainer: L.Trainer, hparams: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> bool:
@@ -93,26 +98,25 @@ def write_final(trainer: L.Trainer, hparams: Mapping[str, Any], metrics: Mapping
     from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
     from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-    names = [(key.split("/")[0], key.split("/")[1]) for key in metrics if key.split("/")[-1] in FINAL_TAGS]
+    names = [tuple(key.split("/")) for key in metrics if key.split("/")[-1] in CURVE_METRICS]
     for name, metric in names:
-        curve_writer(trainer, name).add_scalar(FINAL_TAGS[metric], float(metrics[f"{name}/{metric}"]), step)
+        logger.experiment.add_scalar(final_tag(name, metric), float(metrics[f"{name}/{metric}"]), step)
     # torch writes the session's choices with their types; its metric list is replaced by the
-    # grouped one (a metric whose group is the set's sub-run)
+    # final metrics, each a scalar of the session's own run (group "")
     experiment, start, end = hparams_summaries(dict(hparams), {})
     value = experiment.value[0]
     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
     del data.experiment.metric_infos[:]
     for name, metric in names:
         data.experiment.metric_infos.add(
-            name=api_pb2.MetricName(group=name, tag=FINAL_TAGS[metric]),
-            display_name=f"{name} {FINAL_TAGS[metric].split('/')[1]}",
+            name=api_pb2.MetricName(group="", tag=final_tag(name, metric)),
+            display_name=f"{name} {CURVE_METRICS[metric]}",
         )
     value.metadata.plugin_data.content = data.SerializeToString()
     file_writer = logger.experiment._get_file_writer()
     for summary in (experiment, start, end):
         file_writer.add_summary(summary)
     logger.experiment.flush()
-    close_curve_writers(trainer)
     return True
 
 

@@ -36,13 +36,12 @@ from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here
     resolve_precision,
 )
 from handgestures.training import trackers
-from handgestures.training.callbacks import tensorboard_writer
 from handgestures.training.checkpoint import describe_run
 from handgestures.training.config_tree import print_config_tree
 from handgestures.training.console import quiet_framework_noise
 from handgestures.training.guards import CollapseWatch, guard_callbacks, mark_last_checkpoint
 from handgestures.training.module import HandGestureClassifier
-from handgestures.training.tb_layout import CONFUSION_TAG, write_final
+from handgestures.training.tb_layout import CONFUSION_TAG, tensorboard_writer, write_final
 
 log = logging.getLogger(__name__)
 
