@@ -21,6 +21,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium that playwright drives for the browser tests; they skip without one (tests/browser.py)."""
+    from browser import chromium_or_skip
+
+    return chromium_or_skip()
+
+
+@pytest.fixture(scope="session")
 def real_data() -> Path:
     if not (REAL_DATA.is_dir() and any(REAL_DATA.iterdir())):
         pytest.skip(f"real Fingers images not found at {REAL_DATA}")

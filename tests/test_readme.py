@@ -37,12 +37,13 @@ def test_every_relative_link_resolves_inside_the_repository():
 
 
 def test_quick_start_is_two_commands_and_ci_runs_the_same_install_and_tests():
+    """The first installs only the package and trains; the second installs the tests' needs, as CI does, and tests."""
     section = README[README.index("## Quick start") : README.index("## Using it")]
     commands = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
     assert len(commands) == 2 and all("\n" not in c for c in commands)
     ci = [line.split("  #")[0].strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     (install,) = [line for line in ci if line.startswith("pip install")]  # CI installs as the quick start says
-    assert commands[0].endswith("pip install -e '.[dev]' && python train.py")
+    assert commands[0].endswith("pip install -e . && python train.py") and "[" not in commands[0]  # no extras
     assert commands[1].endswith(f"{install} && python -m pytest -q") and "python -m pytest -q" in ci
     assert "ruff check ." in ci and "ruff format --check ." in ci
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM_FLAGS, free_port, stop, wait_until_serving
 from helpers import ROOT, TINY, compose_train
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
@@ -25,9 +25,6 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from handgestures.training.tb_layout import AUGMENTATION_TAG, CONFUSION_TAG, LAYOUT, SPLITS, curve_tag, final_tag
 from handgestures.training.train import train
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]  # fmt: skip
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
 SCREENSHOTS = ROOT / "outputs" / "tensorboard-screenshots"
 
@@ -106,39 +103,21 @@ def test_custom_scalars_overlay_train_and_val_of_each_metric(run_dir):
         assert drawn == [f"curves/{metric}/train", f"curves/{metric}/val"], title
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def tensorboard_url(runs):
-    if not CHROMIUM.is_file():
-        pytest.skip(f"headless screenshots need Chromium at {CHROMIUM}")
-    pytest.importorskip("playwright.sync_api")
+def tensorboard_url(runs, chromium, tmp_path_factory):
     port = free_port()
     cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(runs[0].parent), "--host", "127.0.0.1",
            "--port", str(port), "--load_fast", "false"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path_factory.mktemp("tensorboard") / "tensorboard.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=out)
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(url + "data/runs", timeout=2) as response:
-                    if all(folder.name.encode() in listed for listed in [response.read()] for folder in runs):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail(f"tensorboard exited: {proc.stderr.read()[-2000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail("tensorboard did not list the runs within 120 s")
+        for folder in runs:  # both runs listed
+            wait_until_serving(url + "data/runs", proc, log, expect=folder.name.encode())
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 def open_tab(page, url: str, tab: str, *texts: str) -> None:
@@ -154,12 +133,12 @@ def top(page, text: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def page(tensorboard_url):
+def page(tensorboard_url, chromium):
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         yield browser.new_page(viewport={"width": 1400, "height": 1000})
         browser.close()
 

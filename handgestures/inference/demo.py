@@ -1,11 +1,12 @@
 """A demo page (gradio): a hand image, the model's count, and the same under Keras augmentation.
 
-Upload an image or pick an example (built-in hands; real images when ``examples=FOLDER`` is
-given). The page shows the predicted number of fingers with the six probabilities as bars,
-and beside it the same image under a random Keras augmentation of the run's configuration
-(:func:`handgestures.data.augment.sample_keras_params`, :func:`apply_keras_transform`) with
-the model's answer there: the study's gap between upright and rotated/flipped hands, one
-image at a time. The server listens on 127.0.0.1 unless told otherwise.
+Upload an image, take one with the browser's camera, or pick an example (built-in hands; real
+images when ``examples=FOLDER`` is given). The page shows the predicted number of fingers
+with the six probabilities as bars, and beside it the same image under a random Keras
+augmentation of the run's configuration (:func:`handgestures.data.augment.sample_keras_params`,
+:func:`apply_keras_transform`) with the model's answer there: the study's gap between upright
+and rotated/flipped hands, one image at a time. The server listens on 127.0.0.1 unless told
+otherwise.
 
 The page reads only what it was sent: images uploaded to it (gradio's upload folder) and its
 examples. A request naming any other path on the server is refused with one message, the same
@@ -122,11 +123,14 @@ def build_demo(ckpt: str, examples: str | None = None, seed: int | None = 0) -> 
                     f"{model.predictor.precision}), trained on {d.get('source')}. Right: the same image under a random "
                     f"Keras augmentation of the study (rotation, shifts, zoom, flips).\n\n<small>{SUMMARY}</small>")  # fmt: skip
         with gr.Row():
-            image = gr.Image(type="filepath", label="hand image (upload, or pick an example below)", image_mode=None,
-                             height=256)  # fmt: skip
-            plain = gr.Label(num_top_classes=6, label="prediction")
+            # the camera's frame arrives as an upload (a PNG), read like any other image
+            image = gr.Image(type="filepath", label="hand image (upload, webcam, or pick an example below)",
+                             image_mode=None, sources=["upload", "webcam", "clipboard"], height=256,
+                             elem_id="hand-image")  # fmt: skip
+            plain = gr.Label(num_top_classes=6, label="prediction", elem_id="prediction")
             augmented_image = gr.Image(label="randomly augmented", interactive=False, height=256)
-            augmented = gr.Label(num_top_classes=6, label="prediction on the augmented image")
+            augmented = gr.Label(num_top_classes=6, label="prediction on the augmented image",
+                                 elem_id="augmented-prediction")  # fmt: skip
         summary = gr.Markdown()
         again = gr.Button("another random augmentation")
         gr.Examples(examples=[[f] for f in files], inputs=[image], label="examples")

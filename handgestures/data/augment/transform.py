@@ -7,13 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms import v2
-from torchvision.transforms.v2.functional import is_pure_tensor
-from torchvision.utils import make_grid
 
+from handgestures import require_torchvision
 from handgestures.data.augment.sampling import _check_range, _parse_shift, _parse_zoom, sample_keras_params
 from handgestures.data.augment.warp import _canonical_semantics, _check_fill, apply_keras_transform
+
+require_torchvision()  # the package's first torchvision import: a pair of builds that fails says what to reinstall
+from torchvision import tv_tensors  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
+from torchvision.transforms.v2.functional import is_pure_tensor  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 
 class KerasRandomAffine(v2.Transform):
