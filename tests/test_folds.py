@@ -91,6 +91,29 @@ def test_the_grouping_is_computed_once_per_dataset(data, monkeypatch):
     assert len(calls) == 2  # other parameters: grouped again
 
 
+def test_the_grouping_is_reused_from_beside_the_image_cache_by_another_process(data, monkeypatch, tmp_path):
+    import dataclasses
+
+    import handgestures.data.folds as folds
+
+    cached = dataclasses.replace(data, cache_file=tmp_path / "hands-abc.pt")
+    calls = []
+    real = folds.near_duplicate_groups
+    monkeypatch.setattr(folds, "near_duplicate_groups", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(folds, "_groups_memo", {})
+    first = groups_of(cached, GROUPING)
+    stored = list(tmp_path.glob("groups-hands-abc-*.pt"))
+    assert len(calls) == 1 and len(stored) == 1
+    monkeypatch.setattr(folds, "_groups_memo", {})  # a new process: memory is empty, the file is not
+    assert torch.equal(groups_of(cached, GROUPING), first) and len(calls) == 1
+    monkeypatch.setattr(folds, "_groups_memo", {})
+    stored[0].write_bytes(b"not a torch file")  # unreadable: recomputed, the same groups
+    assert torch.equal(groups_of(cached, GROUPING), first) and len(calls) == 2
+    monkeypatch.setattr(folds, "_groups_memo", {})
+    groups_of(cached, {**GROUPING, "threshold": 5.0})  # other parameters: their own file
+    assert len(calls) == 3 and len(list(tmp_path.glob("groups-hands-abc-*.pt"))) == 2
+
+
 def test_the_config_refuses_folds_of_the_random_split_and_folds_out_of_range(tmp_path):
     for overrides, expected in (
         (["data.folds=5"], "data.folds=5: expected null with data.split=random"),
@@ -161,6 +184,15 @@ def test_the_report_reads_a_fold_set_as_folds_with_the_corrected_interval(tmp_pa
     test_diff = next(d for d in diffs if d["metric"] == "test/acc")
     assert test_diff["n"] == 5 and test_diff["seeds"] == [(0, f) for f in range(5)]
     assert test_diff["mean"] == pytest.approx(sum(a - b for a, b in zip(accs["augmented"], accs["base"])) / 5)
+    from handgestures.analysis.report import build_report
+
+    report = build_report(tmp_path, tmp_path / "report").read_text()
+    assert "Nadeau and Bengio's corrected variance" in report and "by fold and seed" in report
+    assert "| carlosnet | base_cv5 | 0, fold 3 | done |" in report  # one row per fold
+    with (tmp_path / "report" / "runs.csv").open() as fh:
+        assert sorted((r["data"], r["fold"]) for r in csv.DictReader(fh)) == sorted(
+            (d, str(f)) for d in ("base_cv5", "augmented_cv5") for f in range(5)
+        )
 
 
 @pytest.mark.slow

@@ -216,12 +216,13 @@ def runs_table_md(runs: list[Run], out_dir: Path) -> str:
         status = labels.get(run.status, f"**{run.status}**")
         link = os.path.relpath(run.folder, out_dir)
         comparable = "yes" if not run.not_comparable else "**no**: " + "; ".join(run.not_comparable)
-        rows.append([run.model, run.data, str(run.seed), status, run.data_source, run.precision or "—",
+        seed = str(run.seed) if run.fold is None else f"{run.seed}, fold {run.fold}"
+        rows.append([run.model, run.data, seed, status, run.data_source, run.precision or "—",
                      f"{run.info.get('epochs_run', '—')} / {run.configured_epochs}", run.batch_limits,
                      fmt(run.info.get("best_val_acc")), fmt(run.metrics.get("test/acc")), collapse_cell(run),
                      fmt_seconds(run.info.get("fit_seconds")), fmt(run.info.get("train_images_per_second"), "n"),
                      comparable, f"[{run.folder.name}]({link})"])  # fmt: skip
-    headers = ["model", "data", "seed", "status", "data source", "precision", "epochs (run / set)", "batch limits",
+    headers = ["model", "data", "seed" + (", fold" if any(r.fold is not None for r in runs) else ""), "status", "data source", "precision", "epochs (run / set)", "batch limits",
                "best val acc", "test acc", "fell to chance", "fit time", "images/s", "comparable with the slides", "folder"]  # fmt: skip
     return markdown_table(headers, rows)
 
@@ -239,6 +240,13 @@ def times_table_md(runs: list[Run]) -> tuple[str, float]:
     headers = ["model", "data", "runs", "start-up (mean)", "fit (mean)", "evaluation (mean)", "images/s (mean)",
                "wall (sum)"]  # fmt: skip
     return markdown_table(headers, rows), total
+
+
+CV_NOTE = (
+    " Cross-validated rows (*grouped K-fold cross-validation*) count each fold (and seed) as one replicate;"
+    " the folds' training sets overlap, so their interval uses Nadeau and Bengio's corrected variance"
+    " s²(1/n + n_test/n_train) instead of s²/n (handgestures.analysis.stats)."
+)
 
 
 def report_md(runs: list[Run], tables: dict[str, dict[str, list[Cell]]], out_dir: Path, runs_dir: Path) -> str:
@@ -262,15 +270,17 @@ def report_md(runs: list[Run], tables: dict[str, dict[str, list[Cell]]], out_dir
     parts += ["## Problems", "\n".join(f"- {line}" for line in issues) if issues else "None: every run evaluated."]
     for table in TABLES:
         parts += [f"## {table.title}", study_table_md(table, tables[table.name], runs)]
+    folds = CV_NOTE if any("_cv" in r.data for r in runs) else ""
     parts += [
         "## 95% confidence intervals of the means",
-        "Student's t with n-1 degrees of freedom over the seeds, clipped to the metric's range.",
+        "Student's t with n-1 degrees of freedom over the seeds, clipped to the metric's range." + folds,
     ]
     for table in TABLES:
         parts += [f"### {table.title}", ci_table_md(table, tables[table.name], runs)]
     parts += [
         "## Paired differences",
-        "Paired by seed; mean difference and its 95% t interval.",
+        "Paired by seed (under cross-validation by fold and seed, with the same correction); "
+        "mean difference and its 95% t interval.",
         differences_md(paired_differences(runs)),
     ]
     times, total = times_table_md(runs)
@@ -311,7 +321,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    row = {"folder": str(run.folder), "model": run.model, "data": run.data, "seed": run.seed, "status": run.status,
+    row = {"folder": str(run.folder), "model": run.model, "data": run.data, "seed": run.seed, "fold": run.fold,
+           "status": run.status,
            "data_source": run.data_source, "precision": run.precision, "epochs_configured": run.configured_epochs,
            "batch_limits": run.batch_limits, "comparable_with_slides": not run.not_comparable,
            "not_comparable_because": "; ".join(run.not_comparable)}  # fmt: skip

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class ImageSet:
     names: list[str]  # a file path relative to the root, or a generated id
     source: str = ""  # where the images come from, said at the start of every run
     twins: torch.Tensor | None = None  # int64 (N,): first image with identical pixels (itself if none)
+    cache_file: Path | None = field(default=None, repr=False, compare=False)  # the cache entry it came from
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -65,7 +66,7 @@ def cache_path(cache_dir: str | os.PathLike | None, key: str) -> Path:
     return Path(cache_dir).expanduser() / f"{key}.pt" if cache_dir else default_cache_dir() / f"{key}.pt"
 
 
-ENTRY_PREFIXES = ("fingers-", "hands-")  # only these files are ever pruned
+ENTRY_PREFIXES = ("fingers-", "hands-", "groups-")  # only these files are ever pruned
 STALE_TEMP_SECONDS = 24 * 3600
 _warned: set[str] = set()  # cache folders already warned about, once per process
 
@@ -193,7 +194,8 @@ def load_cached(path: Path) -> ImageSet | None:
     if blob is None:
         return None
     try:
-        return ImageSet(blob["images"], blob["labels"], blob["hands"], list(blob["names"]), blob.get("source", ""))
+        return ImageSet(blob["images"], blob["labels"], blob["hands"], list(blob["names"]), blob.get("source", ""),
+                        cache_file=path)  # fmt: skip
     except Exception as err:
         log.warning("ignoring unreadable cache entry %s (%s); rebuilding it", path, err)
         return None

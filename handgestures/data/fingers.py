@@ -173,10 +173,12 @@ def load_fingers_folder(
     path = cache_path(cache_dir, f"fingers-{fingerprint(scan.files, image_size)}")
     listing = [f"{f.rel}\0{f.size}\0{f.digest}" for f in scan.files]
     entry = load_entry(path, files=listing)
+    cached = entry is not None
     if entry is None:
         log.info("decoding %d images of %s (once: they are cached for later runs) ...", len(scan.files), root)
         entry = _decode_entry(root, scan.files, image_size)
-        if save_entry(path, {**entry, "files": listing, "format": CACHE_FORMAT}, cache_max_gb):
+        cached = save_entry(path, {**entry, "files": listing, "format": CACHE_FORMAT}, cache_max_gb)
+        if cached:
             log.info("cached in %s", path)
     else:
         log.info("loaded %d images of %s from the cache", len(entry["names"]), root)
@@ -196,5 +198,5 @@ def load_fingers_folder(
     skipped = f" ({len(bad)} bad files skipped)" if bad else ""
     return ImageSet(
         pick(entry["images"]), pick(entry["labels"]), pick(entry["hands"]), names,
-        source=f"{len(names):,} images from {root}{skipped}", twins=twins,
+        source=f"{len(names):,} images from {root}{skipped}", twins=twins, cache_file=path if cached else None,
     )  # fmt: skip

@@ -9,22 +9,29 @@ take it) and the rest trains, so no group spans two of train, val and test. Ever
 function of the images, the grouping parameters, K and the split seed: every fold of one
 fold set sees the same folds.
 
-The grouping is computed once per process for a dataset and grouping parameters
-(:func:`groups_of`), so the K runs of a sweep in one process group the images once; the
-decoded images come from the shared image cache as for any run.
+The grouping is computed once per data set and grouping parameters (:func:`groups_of`: kept
+in memory and beside the image cache entry), so the K runs of a sweep group the images once,
+in one process or in several; the decoded images come from the shared image cache as for any
+run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from handgestures.data.cache import load_entry, save_entry
 from handgestures.data.grouping import DEFAULT_THUMBNAIL, near_duplicate_groups, strata_of, thumbnails
 from handgestures.data.split import SPLITS
+
+log = logging.getLogger(__name__)
 
 VAL_FRACTION = 1 / 6  # of each (class, hand): the single splits' validation share
 _groups_memo: dict[str, torch.Tensor] = {}
@@ -89,16 +96,34 @@ def fold_split(labels: torch.Tensor, hands: torch.Tensor | None, groups: torch.T
 
 
 def groups_of(data: Any, grouping: Mapping[str, Any] | None) -> torch.Tensor:
-    """The near-duplicate groups of ``data`` (an ImageSet), computed once per process for its images and parameters."""
+    """The near-duplicate groups of ``data`` (an ImageSet), computed once per data set and parameters.
+
+    Kept in memory for the process and, when the images came from the image cache, on disk
+    beside their entry (``groups-<entry>-<key>.pt``, a few hundred KB), so the K fold runs of
+    a sweep group the images once whether they share a process (the basic launcher) or not
+    (joblib, Slurm, separate commands). A copy that cannot be read or written is recomputed.
+    """
     grouping = dict(grouping or {})
     key = hashlib.blake2b(
-        json.dumps([data.source, len(data), data.labels.tolist(), data.hands.tolist(), data.names[:3], data.names[-3:],
+        json.dumps([data.source, len(data), data.labels.tolist(), data.hands.tolist(), data.names,
                     sorted(grouping.items())], default=str).encode(), digest_size=16,
     ).hexdigest()  # fmt: skip
-    if key not in _groups_memo:
+    if key in _groups_memo:
+        return _groups_memo[key]
+    entry = getattr(data, "cache_file", None)
+    stored = Path(entry).with_name(f"groups-{Path(entry).stem}-{key}.pt") if entry else None
+    blob = load_entry(stored) if stored is not None else None
+    groups = blob.get("groups") if blob is not None else None
+    if not (isinstance(groups, torch.Tensor) and groups.dtype == torch.int64 and groups.shape == (len(data),)):
+        start = time.perf_counter()
+        log.info("grouping %d images into near-duplicate groups (once per data set and parameters) ...", len(data))
         thumbs = thumbnails(data.images, int(grouping.pop("thumbnail", DEFAULT_THUMBNAIL)))
-        _groups_memo[key] = near_duplicate_groups(thumbs, data.labels, data.hands, **grouping)
-    return _groups_memo[key]
+        groups = near_duplicate_groups(thumbs, data.labels, data.hands, **grouping)
+        log.info("%d groups in %.1f s", int(groups.max()) + 1 if len(groups) else 0, time.perf_counter() - start)
+        if stored is not None:
+            save_entry(stored, {"groups": groups})
+    _groups_memo[key] = groups
+    return groups
 
 
 def make_fold_split(data: Any, folds: int, fold: int, seed: int, grouping: Mapping[str, Any] | None

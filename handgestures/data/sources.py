@@ -53,7 +53,8 @@ def load_builtin_hands(
     with progress_bar(size, "built-in hands") as bar:
         images, labels, hands = hands_module.generate_hands(size, seed=seed, size=image_size, progress=bar)
     data = ImageSet(images, labels, hands, [f"builtin-{seed}-{i:06d}" for i in range(size)], source)
-    save_cached(path, data, cache_max_gb)
+    if save_cached(path, data, cache_max_gb):
+        data.cache_file = path
     log.info("generated %d built-in hands in %.1f s; cached in %s", size, time.perf_counter() - start, path)
     return data
 
