@@ -208,8 +208,15 @@ def test_experiment_cv_runs_every_fold_as_one_sweep_and_the_report_reads_them(tm
     cmd = [sys.executable, "train.py", "-m", "experiment=cv", "model=carlosnet", "data=base", "data.folds=3",
            "data.fold=range(3)", *TINY, "data.builtin_size=480", "epochs=1", "trainer.limit_train_batches=2",
            "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    try:  # the cluster extra: its joblib launcher runs two folds at once, each in its own process
+        import hydra_plugins.hydra_joblib_launcher  # noqa: F401
+
+        cmd += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    except ImportError:
+        pass
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list((tmp_path / "cache").glob("groups-hands-*.pt"))) == 1  # one grouping, stored for every fold
     records = sorted((json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")), key=lambda r: r["fold"])
     assert [(r["folds"], r["fold"], r["status"]) for r in records] == [(3, f, "done") for f in range(3)]
     assert sorted(p.name.split("-")[2] for p in sweep.glob("*-job*")) == ["fold0", "fold1", "fold2"]
@@ -217,3 +224,35 @@ def test_experiment_cv_runs_every_fold_as_one_sweep_and_the_report_reads_them(tm
 
     text = build_report(sweep, tmp_path / "report").read_text()
     assert "grouped 3-fold cross-validation" in text and "n=3" in text
+
+
+@pytest.mark.slow
+def test_a_killed_fold_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
+    """SIGKILL in the second epoch of fold 1, then ``resume=``: the same metrics.json, fold recorded."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HANDGESTURES_CACHE": str(tmp_path / "c")}
+    args = ["data.split=grouped", "data.folds=3", "data.fold=1", *TINY, "data.builtin_size=480", "epochs=2",
+            "trainer.precision=32-true", "logger=none"]  # fmt: skip
+
+    def run(*cmd):
+        return subprocess.run([sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run("train.py", *args, f"hydra.run.dir={whole}").returncode == 0
+    assert run("tests/kill_driver.py", "KILL", "2", "3", *args, f"hydra.run.dir={killed}").returncode == -9
+    assert (
+        not (killed / "metrics.json").exists() or json.loads((killed / "metrics.json").read_text())["status"] != "done"
+    )
+    out = run("train.py", f"resume={killed}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    timing = {"fit_seconds", "startup_seconds", "train_images_per_second", "eval_seconds", "wall_seconds",
+              "resumed_from", "best_checkpoint"}  # fmt: skip
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, killed))
+    assert (b["folds"], b["fold"], b["status"]) == (3, 1, "done") and b["resumed_from"]
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    assert (whole / "split.csv").read_text() == (killed / "split.csv").read_text()
