@@ -107,7 +107,9 @@ def resolve_precision(precision: Any, accelerator: Any = "auto") -> str:
 
     ``"auto"`` (the default) is ``bf16-mixed`` on hardware with native bf16 and ``32-true``
     elsewhere (MPS, older GPUs, CPUs without AVX-512 BF16/AMX): bf16 is faster where the
-    hardware has it, and paired seeds detect no accuracy lost to it (``docs/bf16.md``).
+    hardware has it, and paired seeds detect no accuracy lost to it (``docs/bf16.md``). IvanNet on
+    the augmented data asks for ``32-true`` in its config instead (``conf/model_data/``), so
+    ``auto`` never reaches this function for it.
     """
     precision = str(precision)
     if precision != AUTO_PRECISION:

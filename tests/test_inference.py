@@ -237,7 +237,7 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
     card = model_card(run)
     assert "never fell to near chance (at most 0.267) after reaching 0.5; its largest dip: 0.9500 -> 0.3000 at " \
            "epoch 4" in card  # fmt: skip
-    assert "IvanNet, augmented" not in card  # the recipe note is IvanNet augmented's only
+    assert "trained in" not in card  # the recipe note is IvanNet augmented's only
     record = json.loads((run / "metrics.json").read_text())
     falls = [{"epoch": 4, "before": 0.95, "best_epoch": 3, "after": 0.17},
              {"epoch": 7, "before": 0.96, "best_epoch": 6, "after": 0.16}]  # fmt: skip
@@ -253,8 +253,16 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
     assert "the last epoch (8) ended at 0.9400: it recovered" in card and "epoch 7" not in card
     config = OmegaConf.load(run / "config.yaml")
     config.model, config.data.augment_train = {"_target_": "handgestures.models.IvanNet", "num_classes": 6}, True
+    config.trainer.precision = "bf16-mixed"
     OmegaConf.save(config, run / "config.yaml")
-    assert "this recipe (IvanNet, augmented) falls to chance in some runs" in model_card(run)
+    card = model_card(run)
+    assert "- trained in bf16-mixed: under bf16 this recipe's training loss jumps" in card
+    assert "retrain with `trainer.precision=32-true` (the default)" in card
+    config.trainer.precision = "32-true"
+    OmegaConf.save(config, run / "config.yaml")
+    card = model_card(run)
+    assert "- trained in 32-true: the default for this recipe, as the study trained it" in card
+    assert "retrain" not in card and "can still spike down for an epoch in either precision" in card
 
 
 def test_model_card_holds_the_run_and_a_command_that_reproduces_its_config(tiny_run):

@@ -222,8 +222,13 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
         lines.append(f"- validation accuracy never fell to near chance (at most {near:.3f}) after reaching "
                      f"{guard.get('min_best', 0.5)}{dip}")  # fmt: skip
     if name == "IvanNet" and config["data"].get("augment_train"):
-        lines.append("- this recipe (IvanNet, augmented) falls to chance in some runs and not in others: "
-                     "docs/study.md, 'IvanNet on the augmented data', gives the runs and the cause")  # fmt: skip
+        precision = str((config.get("trainer") or {}).get("precision", ""))
+        lines.append(f"- trained in {precision}: " + (
+            "the default for this recipe, as the study trained it" if precision == "32-true" else
+            "under bf16 this recipe's training loss jumps and its first convolutions can die in one epoch, "
+            "where fp32 from the same state does not; retrain with `trainer.precision=32-true` (the default)"
+        ) + "; its validation accuracy can still spike down for an epoch in either precision "
+            "(docs/study.md, 'IvanNet on the augmented data')")  # fmt: skip
     return [*lines, ""]
 
 
