@@ -38,7 +38,11 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 
 def prepare(run: Path, epoch: int, precision: str, out: Path) -> None:
-    """``out``: the run's config (paths moved, the per-epoch checkpoint callback dropped), last.ckpt, epochs.csv."""
+    """``out``: the run's config (paths moved into ``out``), last.ckpt, epochs.csv.
+
+    The per-epoch checkpoint callback is kept, so ``out/checkpoints/epochs/`` gets the state that
+    ends the replayed epoch, for ``scripts/ivannet_health.py epochs out``.
+    """
     checkpoint = run / "checkpoints" / "epochs" / f"step{(epoch - 1) * STEPS_PER_EPOCH}.ckpt"
     if not checkpoint.is_file():
         raise SystemExit(f"{checkpoint} not found: the run needs the checkpoint that ends epoch {epoch - 1}")
@@ -47,7 +51,6 @@ def prepare(run: Path, epoch: int, precision: str, out: Path) -> None:
     (out / "checkpoints").mkdir(parents=True)
     text = (run / "config.yaml").read_text().replace(str(run), str(out))
     config = yaml.safe_load(text)
-    config["callbacks"].pop("every_epoch", None)
     config["trainer"]["precision"] = precision
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     kept = rows(run / "epochs.csv")[: epoch - 1]
