@@ -11,6 +11,7 @@ A leaf module: the standard library only, so any layer of the package may import
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -68,7 +69,7 @@ def storage_error(err: BaseException, folder: Path | None = None) -> StorageFull
     """
     if isinstance(err, StorageFull) or not isinstance(err, OSError) or err.errno not in STORAGE_ERRNOS:
         return None
-    file = err.filename
+    file = err.filename2 or err.filename  # a copy or move (an atomic save across file systems): its destination
     tb, frames = err.__traceback__, []
     while tb is not None:
         frames.append(tb.tb_frame)
@@ -107,13 +108,52 @@ def memory_error(err: BaseException, batch_size: object, eval_batch_size: object
     return oom
 
 
+class PeerLost(UserError):
+    """Another process of a DDP run stopped (killed, or failed), so a collective operation with it failed."""
+
+
+_DIST_ERRORS = ("DistError", "DistBackendError", "DistNetworkError", "DistStoreError")
+_PEER_GONE = re.compile(r"gloo.*(Connection (reset|closed) by peer|Broken pipe)|NCCL.*(remote process|closed)", re.S)
+
+
+def _first_sentence(err: BaseException) -> str:
+    """``err``'s message without gloo's source position, up to its first sentence's end."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(err).split()))
+    return text.split(". ")[0][:200]
+
+
+def peer_error(err: BaseException, folder: Path | None = None) -> PeerLost | None:
+    """``err`` as a :class:`PeerLost` when it is a failed collective operation of a DDP run, else None.
+
+    A rank that dies (SIGKILL, out of memory, a crash) leaves the others blocked in gloo or
+    NCCL until the connection breaks; what they raise is torch's, not a bug of this run.
+    """
+    names = {cls.__name__ for cls in type(err).__mro__}
+    if isinstance(err, UserError) or not (names & set(_DIST_ERRORS) or _PEER_GONE.search(str(err))):
+        return None
+    kept = f"; what finished is kept: `python train.py resume={folder}`" if folder else ""
+    lost = PeerLost(
+        "another process of this DDP run stopped (killed, or failed: its own log and message say which), so "
+        f"the training could not go on ({_first_sentence(err)}){kept}"
+    )
+    lost.__cause__ = err  # the original traceback stays in failed.json and the run's log
+    return lost
+
+
 class SpawnedJobFailed(UserError):
     """A process of a multi-process job failed; its own message is in its log and the run folder's failed.json."""
 
     def __init__(self, rank: int, exit_code: int, folder: Path) -> None:
         details = folder / "failed.json"
         where = f"details: {details}" if details.is_file() else f"its log is in {folder}"
-        super().__init__(f"DDP process of rank {rank} exited with code {exit_code}; {where}")
+        how = f"exited with code {exit_code}"
+        if exit_code < 0:  # killed by a signal (the OOM killer, kill -9, a crash)
+            with contextlib.suppress(ValueError):
+                how = f"was killed by {signal.Signals(-exit_code).name}"
+        kept = (
+            f"; what finished is kept: `python train.py resume={folder}`" if (folder / "config.yaml").is_file() else ""
+        )
+        super().__init__(f"DDP process of rank {rank} {how}; {where}{kept}")
 
 
 class RunDiverged(Exception):

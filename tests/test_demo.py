@@ -68,6 +68,16 @@ def test_demo_reads_only_uploads_and_its_examples(server, tmp_path):
     assert "only images uploaded to it and its examples" in existing
     assert existing == missing == dotted  # the same words: whether the file exists does not show
     assert "elsewhere" not in existing and "missing" not in existing
+    # gradio's own file route: the same refusal for a file that exists and one that does not
+    import urllib.error
+    import urllib.request
+
+    answers = []
+    for path in (foreign, tmp_path / "missing.png"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}gradio_api/file={path}", timeout=30)
+        answers.append((err.value.code, err.value.read().decode().replace(str(path), "PATH")))
+    assert answers[0] == answers[1] and answers[0][0] == 403, answers
 
 
 def _demo_cfg(*overrides: str):

@@ -91,6 +91,32 @@ def test_a_file_size_limit_while_writing_a_checkpoint_is_one_message(tiny_run, t
     assert (folder / "config.yaml").is_file() and (folder / "epochs.csv").is_file()  # what finished is kept
 
 
+@pytest.mark.slow
+def test_a_full_disk_is_one_message_naming_the_file_and_the_unwritable_record_is_said_once(tiny_run, tmp_path,
+                                                                                           tmp_path_factory):  # fmt: skip
+    """A 120 kB tmpfs: the first checkpoints fill it, failed.json cannot be written either."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode:
+        pytest.skip("a small tmpfs needs root and unshare -m")
+    disk, left = tmp_path / "full", tmp_path / "left.txt"
+    disk.mkdir()
+    folder = disk / "run"
+    script = (f'mount -t tmpfs -o size=120k tmpfs "{disk}" && {{ "$@"; code=$?; '
+              f'(cd "{folder}" && find . -type f | sort) > "{left}"; exit $code; }}')  # fmt: skip
+    env = {**env_for(tmp_path), "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}  # warm
+    out = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "train.py", *QUICK, "epochs=2",
+                          "trainer.limit_train_batches=3", f"hydra.run.dir={folder}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and "During handling" not in out.stderr, out.stderr[-3000:]
+    (line,) = errors(out)
+    assert f"cannot write {folder}{os.sep}" in line and "disk is full" in line and f"resume={folder}" in line, line
+    files = left.read_text().split()
+    if "./failed.json" not in files:  # the record could not be written either: said once
+        notes = [x for x in out.stderr.splitlines() if x.startswith("note:")]
+        assert len(notes) == 1 and "failed.json could not be written" in notes[0], out.stderr[-3000:]
+    assert "./config.yaml" in files and any(f.startswith("./checkpoints/best-") for f in files), files
+
+
 def test_an_unwritable_failure_record_is_said_once(tmp_path, monkeypatch, capsys):
     import errno
 
@@ -199,3 +225,49 @@ def test_a_refused_resume_adds_no_file_to_the_finished_run(tiny_run, tmp_path, o
     assert out.returncode == 1, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and errors(out), out.stderr[-3000:]
     assert files_of(folder) == before  # no file added, none rewritten
+
+
+# ---- (g) a DDP process killed mid-run -----------------------------------------------------
+def rank_pid(run_dir: Path, rank: int) -> int | None:
+    """The process that writes ``train_ddp_process_<rank>.log`` in ``run_dir`` (both launchers name it so)."""
+    log = str(run_dir / f"train_ddp_process_{rank}.log")
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if any(os.readlink(fd) == log for fd in (proc / "fd").iterdir()):
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the rank's process through /proc")
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_launch"])
+def test_a_killed_ddp_process_is_one_message_and_the_finished_epochs_are_kept(tmp_path, tmp_path_factory, strategy):
+    import signal
+    import time
+
+    folder = tmp_path / "run"
+    env = {**env_for(tmp_path), "HANDGESTURES_CACHE": str(tmp_path_factory.getbasetemp() / "cache")}
+    args = [f"trainer={strategy}", *(["trainer.devices=2"] if strategy == "ddp" else []), "trainer.accelerator=cpu",
+            *QUICK, "data.eval_batch_size=16", "epochs=30", "trainer.limit_train_batches=2"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "train.py", *args, f"hydra.run.dir={folder}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 400  # a loaded 2-core machine starts two processes slowly
+        while not ((folder / "checkpoints" / "last.ckpt").is_file() and (pid := rank_pid(folder, 1))):
+            assert proc.poll() is None and time.monotonic() < deadline, f"not ready: exit {proc.poll()}"
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=240)  # the other process must not wait forever
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    (line,) = [line for line in output.splitlines() if line.startswith("error:")]
+    said = "DDP process of rank 1 was killed by SIGKILL" if strategy == "ddp_launch" else "another process of this DDP"
+    assert said in line and f"resume={folder}" in line, line
+    assert "PeerLost" in (folder / "failed.json").read_text() or strategy == "ddp_launch"
+    assert (folder / "checkpoints" / "last.ckpt").is_file() and (folder / "config.yaml").is_file()
+    assert not (folder / "run.lock").exists()

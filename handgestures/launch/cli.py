@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError, memory_error, storage_error
+from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError, memory_error, peer_error, storage_error
 from handgestures.launch import threads
 from handgestures.launch.ddp import run_launched, wants_launch
 from handgestures.launch.job import train_this_rank
@@ -67,6 +67,7 @@ def run_job(cfg: DictConfig, started_at: float | None = None) -> float:
     except Exception as caught:
         err = storage_error(caught, Path(hydra_cfg.runtime.output_dir)) or caught  # disk full: one message, the file
         err = memory_error(err, cfg.get("batch_size"), (cfg.get("data") or {}).get("eval_batch_size")) or err
+        err = peer_error(err, Path(hydra_cfg.runtime.output_dir)) or err  # a DDP rank died: the others say so once
         log_to_file(f"{type(err).__name__}: {err}", err)
         record_early_failure(Path(hydra_cfg.runtime.output_dir), err)  # e.g. a bad config: the sweep summary sees it
         if multirun:

@@ -46,13 +46,14 @@ from handgestures.errors import EXIT_ERROR, Interrupted, SpawnedJobFailed, UserE
 from handgestures.launch.job import run_rank
 from handgestures.launch.ranks import LAUNCH_STRATEGIES
 from handgestures.runfolder import record as rr
-from handgestures.runfolder.lifecycle import SIGNALS, record_stop
+from handgestures.runfolder.lifecycle import SIGNALS, log_to_file, record_stop
 from handgestures.training.train import run_name
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 SHUTDOWN_SECONDS = 120  # after a signal, how long the processes may take to finish their batch and records
+ELASTIC_LOGGERS = ("torch.distributed.elastic.multiprocessing.api", "torch.multiprocessing.spawn")
 DEPRECATED_STRATEGIES = ("ddp_spawn", "ddp_spawn_find_unused_parameters_true")
 DEPRECATION = (
     "trainer=ddp_spawn (trainer.strategy={strategy}) is deprecated: it never ran Lightning's ddp_spawn strategy but "
@@ -104,7 +105,12 @@ def run_launched(cfg: DictConfig, processes: int, job_logging: Any, started_at: 
     )  # fmt: skip
     log.info("ddp_launch: starting %d processes (threads each: %d)", processes, spec["threads"])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # the launcher replaces them
+    # torch's launcher logs a dead process with its own traceback (of the launcher's wait): the job says it once
+    quiet = {name: logging.getLogger(name) for name in ELASTIC_LOGGERS}
+    levels = {name: logger.level for name, logger in quiet.items()}
     try:
+        for logger in quiet.values():
+            logger.setLevel(logging.CRITICAL)
         with SIGNALS:  # a signal before the launcher's own handlers are in place (no process started yet)
             codes = elastic_launch(launch, _process)(spec)
     except Interrupted as err:
@@ -115,9 +121,11 @@ def run_launched(cfg: DictConfig, processes: int, job_logging: Any, started_at: 
         rank, failure = err.get_first_failure()
         if failure.exitcode in (rr.EXIT_SIGINT, rr.EXIT_SIGTERM):
             raise record_unrecorded_stop(folder, cfg, Interrupted(failure.exitcode - 128)) from None
-        log.error("DDP process of rank %d failed:\n%s", rank, failure.message)
+        log_to_file(f"DDP process of rank {rank} failed (exit code {failure.exitcode}): {failure.message}")
         raise SpawnedJobFailed(rank, failure.exitcode, folder) from None
     finally:
+        for name, logger in quiet.items():
+            logger.setLevel(levels[name])
         for s, handler in handlers.items():
             signal.signal(s, handler)
     bad = {rank: code for rank, code in codes.items() if code}

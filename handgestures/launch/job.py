@@ -16,7 +16,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from handgestures.errors import EXIT_ERROR, Interrupted, RunDiverged, UserError
+from handgestures.errors import EXIT_ERROR, Interrupted, PeerLost, RunDiverged, UserError, peer_error
 from handgestures.launch.ranks import global_rank, is_rank_zero
 from handgestures.runfolder import record as rr
 from handgestures.runfolder.lifecycle import SIGNALS, guarded, log_to_file
@@ -41,10 +41,11 @@ def run_rank(cfg: DictConfig, start: float) -> int:
         train_this_rank(cfg, start)
     except Interrupted as err:
         return err.exit_code
-    except Exception as err:
+    except Exception as caught:
+        err = peer_error(caught, Path(str(cfg.paths.output_dir))) or caught  # another process died: said once
         if is_rank_zero():
             log_to_file(f"{type(err).__name__}: {err}", err)
-        if isinstance(err, UserError):
+        if isinstance(err, UserError) and not isinstance(err, PeerLost):  # the launcher says which process died
             print(f"error: {err}", file=sys.stderr)
         if isinstance(err, (UserError, RunDiverged)):
             return int(getattr(err, "exit_code", EXIT_ERROR))

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from handgestures.errors import EXIT_ERROR, FolderInUse, Interrupted, RunDiverged, UserError, storage_error
+from handgestures.errors import EXIT_ERROR, FolderInUse, Interrupted, RunDiverged, UserError, peer_error, storage_error
 from handgestures.runfolder import record as rr
 
 log = logging.getLogger(__name__)
@@ -320,6 +320,7 @@ def guarded(folder: Path, identity: dict[str, Any], resume: bool, overwrite: boo
             elif not isinstance(err, Exception):
                 raise
             err = storage_error(err, folder) or err  # disk full, file-size limit: one message naming the file
+            err = peer_error(err, folder) or err  # another DDP process died: one message, not gloo's traceback
             path = folder / rr.METRICS_FILE
             wrote = path.exists() and (metrics_before is None or path.stat().st_mtime_ns != metrics_before or resume)
             try:
