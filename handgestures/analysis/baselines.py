@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from handgestures import CONF_DIR
@@ -174,8 +176,6 @@ def run_baselines(cfg: DictConfig, out_dir: str | Path) -> dict[str, dict[str, A
 
 def main() -> None:
     """Console entry point: Hydra composes conf/baselines.yaml with the command line's overrides."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
 
     @hydra.main(version_base="1.3", config_path=CONF, config_name="baselines")
     def _main(cfg: DictConfig) -> None:

@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from handgestures.errors import EXIT_ERROR, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM  # noqa: F401  (rr.EXIT_*: defined in errors)
 
 # ---- files of a run folder --------------------------------------------------------------
@@ -138,8 +140,6 @@ def hydra_subdir(output_dir: str) -> str:
 
 def register_resolvers() -> None:
     """``${hg_stamp:}``, ``${hg_first:a,b}`` and ``${hg_hydra_subdir:dir}`` for conf/hydra/default.yaml."""
-    from omegaconf import OmegaConf
-
     if not OmegaConf.has_resolver("hg_stamp"):
         OmegaConf.register_new_resolver("hg_stamp", run_stamp)
     if not OmegaConf.has_resolver("hg_first"):  # the first value that is set: resume's folder, else a new one
