@@ -88,12 +88,6 @@ class BrightnessArea:
         }
 
 
-def brightness_area_accuracies(train_x, train_y, test_x, test_y) -> dict[str, float]:
-    """Test accuracy of each BrightnessArea classifier fitted on uint8 ``train_x``."""
-    model = BrightnessArea().fit(size_features(train_x), train_y)
-    return {k: float((p == test_y).float().mean()) for k, (p, _) in model.predict(size_features(test_x)).items()}
-
-
 def eval_sets(datamodule, size: int = 16) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """name -> (thumbnails, size features, labels) of every eval set, augmented views included.
 

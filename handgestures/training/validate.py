@@ -163,6 +163,11 @@ class _Checker:
                                  f"{valid}{hint(str(key))}")  # fmt: skip
 
 
+def data_key_hint(key: str) -> str:
+    """Where an unknown ``data`` key belongs: the variant's epochs are the top-level ``epochs`` (no ``data.epochs``)."""
+    return "; the epochs are the top-level key: epochs=N" if key == "epochs" else ""
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -204,9 +209,7 @@ def _check_keys(c: _Checker) -> None:
         except Exception as err:
             c.problems.append(f"{node}._target_={target!r}: cannot be imported ({type(err).__name__}: {err})")
             continue
-        if node == "data" and params is not None:
-            params |= {"epochs"}  # the variant's epochs, read by the top-level `epochs`
-        c.unknown_keys(node, params)
+        c.unknown_keys(node, params, data_key_hint if node == "data" else lambda k: "")
     loggers = c.get("logger", None)
     loggers = loggers if isinstance(loggers, dict) else {}
     for name, conf in loggers.items():  # each logger's keys: its class's arguments
