@@ -96,10 +96,10 @@ def check_torch_pair(torch_version: str | None = None, torchvision_version: str 
 
 def require_torchvision():
     """torchvision, imported, once its compiled operators have loaded into torch; else a :func:`torch_pair_error`."""
-    import torch
+    import torch  # not when the package is imported: only where torchvision is needed
 
     try:
-        import torchvision
+        import torchvision  # (as above)
     except ModuleNotFoundError:
         raise  # not installed: Python's own message names it
     except (ImportError, OSError, RuntimeError) as err:  # e.g. torchvision's own check of the CUDA versions

@@ -21,6 +21,7 @@ from typing import Any
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # an expected error (UserError), a failed or diverged run, a sweep with failed jobs
+EXIT_USAGE = 2  # as argparse: a command line that cannot be run; the inference commands: an input they cannot use
 EXIT_SIGINT = 128 + signal.SIGINT  # 130, the shell's convention
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 

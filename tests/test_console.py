@@ -5,6 +5,7 @@ import subprocess
 import sys
 import warnings
 
+import yaml
 from helpers import ROOT
 
 from handgestures.data.hands import generate_hands
@@ -30,6 +31,11 @@ def test_help_is_the_projects_own_and_imports_nothing_heavy():
     assert "  model: carlosnet*, ivannet" in text and "  data: augmented, base*" in text
     assert "  experiment: cv, study" in text and "  logger: csv, many, mlflow, none, tensorboard*, wandb" in text
     assert "seed=0" in text and "Powered by Hydra" not in text
+    epochs = {
+        v: yaml.safe_load((ROOT / "conf" / "data" / f"{v}.yaml").read_text())["epochs"] for v in ("base", "augmented")
+    }
+    assert f"the base data ({epochs['base']} epochs)" in text and f"training ({epochs['augmented']} epochs)" in text
+    assert f"set by the data variant (base {epochs['base']}, augmented {epochs['augmented']})" in text
 
 
 def test_help_lists_every_config_group_and_choice():

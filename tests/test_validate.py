@@ -53,6 +53,7 @@ BAD = [  # (key, value as an override gives it, text the message must hold); "+"
         "unknown key 'ckpt_path' (as +ckpt_path=... adds it); valid keys: batch_size,",
     ),
     ("+data.rooot", "x", "unknown key 'data.rooot'"),
+    ("+data.epochs", 5, "unknown key 'data.epochs' (as +data.epochs=... adds it); valid keys of data: augment_train"),
     ("+model.dropout", 0.5, "unknown key 'model.dropout'"),
     ("+data.augmentation.brightness_range", [0.5, 1], "unknown key 'data.augmentation.brightness_range'"),
 ]
@@ -71,6 +72,7 @@ def test_each_bad_value_is_named_with_what_is_allowed(key, value, expected, soun
     with pytest.raises(UserError) as err:
         validate_config(cfg)
     assert expected in str(err.value)
+    assert ("the epochs are the top-level key: epochs=N" in str(err.value)) == (key == "+data.epochs")
     assert str(err.value).startswith("invalid configuration: ")  # this one only: the rest is sound
 
 

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from handgestures import CONF_DIR
@@ -84,12 +86,6 @@ class BrightnessArea:
             "knn25": (votes.mode(1).values, None),
             "logistic": (logits.argmax(1), logits.softmax(1)),
         }
-
-
-def brightness_area_accuracies(train_x, train_y, test_x, test_y) -> dict[str, float]:
-    """Test accuracy of each BrightnessArea classifier fitted on uint8 ``train_x``."""
-    model = BrightnessArea().fit(size_features(train_x), train_y)
-    return {k: float((p == test_y).float().mean()) for k, (p, _) in model.predict(size_features(test_x)).items()}
 
 
 def eval_sets(datamodule, size: int = 16) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -174,8 +170,6 @@ def run_baselines(cfg: DictConfig, out_dir: str | Path) -> dict[str, dict[str, A
 
 def main() -> None:
     """Console entry point: Hydra composes conf/baselines.yaml with the command line's overrides."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
 
     @hydra.main(version_base="1.3", config_path=CONF, config_name="baselines")
     def _main(cfg: DictConfig) -> None:

@@ -37,7 +37,7 @@ def label_neighbour_distances(
     thumbs: torch.Tensor, labels: torch.Tensor, block: int = 1024, progress: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's RMS distance to its nearest other image of the same label, and of another label."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # Lightning's dependency, not ours: only where the bar is drawn
 
     labels = torch.as_tensor(labels)
     same, other = torch.full((len(labels),), math.inf), torch.full((len(labels),), math.inf)

@@ -4,7 +4,8 @@ Names are imported lazily, so ``import handgestures.data.augment`` stays light (
 Lightning import) for users who only want the transform. DDP's per-rank samplers live in
 :mod:`.samplers` beside the epoch shuffle.
 
-May import: only the shared leaves (errors, runtime); nothing else of the package.
+May import: only the shared leaves (errors, runtime, and the package root's CONF_DIR and torchvision check);
+nothing else of the package.
 """
 
 from importlib import import_module

@@ -25,7 +25,7 @@ def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
     if not sys.stderr.isatty():
         yield lambda done: None
         return
-    from tqdm import tqdm
+    from tqdm import tqdm  # Lightning's dependency, not ours: only for a bar on a terminal
 
     with tqdm(total=total, desc=f"generating {what}", unit=" images", leave=False, mininterval=0.5) as bar:
         yield bar.update

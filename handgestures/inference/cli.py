@@ -21,11 +21,11 @@ import hydra
 from omegaconf import DictConfig
 
 from handgestures import CONF_DIR
-from handgestures.errors import CheckpointError
+from handgestures.errors import EXIT_ERROR, EXIT_USAGE, CheckpointError
 
 CONF = str(CONF_DIR)
 OUTPUTS = ("text", "json", "csv")
-EXIT_FAILED_INPUTS, EXIT_ERROR = 1, 2
+EXIT_FAILED_INPUTS = EXIT_ERROR  # predict: some inputs could not be read
 EXPORT_FORMATS = {
     "onnx": "onnx: one .onnx file",
     "hf": "hf: a model folder, model.safetensors + config.json + README.md",
@@ -54,7 +54,7 @@ def console_messages() -> Iterator[None]:
 
 def fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_ERROR)
+    raise SystemExit(EXIT_USAGE)
 
 
 def _required(cfg: DictConfig, key: str, what: str) -> str:

@@ -108,7 +108,7 @@ def example_files(folder: str | None, out_dir: Path) -> list[str]:
 def build_demo(ckpt: str, examples: str | None = None, seed: int | None = 0) -> tuple[Any, list[str]]:
     """The gradio Blocks page for ``ckpt``, and the folders it needs to serve files from."""
     try:
-        import gradio as gr
+        import gradio as gr  # the demo extra, seconds to import: only for the demo
     except ImportError as err:
         raise ImportError("the demo needs the demo extra: pip install 'handgestures[demo]'") from err
     model = DemoModel(load_predictor(ckpt), seed=seed or 0)

@@ -32,6 +32,7 @@ from handgestures.data.augment import sample_keras_params
 from handgestures.data.datamodule import FingersDataModule, IndexedImages
 from handgestures.data.split import SPLITS
 from handgestures.inference.predictor import Predictor
+from handgestures.runfolder.record import class_accuracy
 
 SPLIT_CHOICES = ("all", *SPLITS)
 ALL_VIEW_OFFSET = 99  # the 'all' set's view generator: eval_view_seed * 1000 + 99 (splits use 0-2)
@@ -111,9 +112,7 @@ def evaluate_set(predictor: Predictor, dm: FingersDataModule, dataset: IndexedIm
         "images": len(dataset),
         "accuracy": float(acc.compute()),
         "loss": float(loss.compute()),
-        "per_class_accuracy": {
-            predictor.class_names[i]: (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(matrix)
-        },
+        "per_class_accuracy": class_accuracy(matrix, list(predictor.class_names)),
         "confusion": matrix,
     }
 

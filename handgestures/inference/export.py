@@ -51,7 +51,7 @@ MIN_OPSET = 17  # below, the exporter's version converter silently keeps 18; the
 def supported_opsets() -> range:
     """The ONNX opsets an export may ask for: :data:`MIN_OPSET` to the installed onnx's newest."""
     try:
-        import onnx
+        import onnx  # the export extra: only when exporting
     except ImportError as err:
         raise ImportError("ONNX export needs the export extra: pip install 'handgestures[export]'") from err
     return range(MIN_OPSET, onnx.defs.onnx_opset_version() + 1)
@@ -190,7 +190,7 @@ def _export_checked(
     net: torch.nn.Module, description: dict[str, Any], output: Path, opset: int, check_batch: int, try_fused: bool,
     tolerance: float, verbose: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    import onnx
+    import onnx  # the export extra: only when exporting
 
     net = net.float().eval().to(memory_format=torch.contiguous_format)
     images = check_images(max(2, check_batch))

@@ -101,7 +101,7 @@ class TorchPredictor(Predictor):
 def check_finite_onnx(path: Path) -> None:
     """A :class:`CheckpointError` naming the file and the first initializer holding NaN or infinity."""
     try:
-        import onnx
+        import onnx  # the export extra: only for .onnx files
         from onnx import numpy_helper
     except ImportError:  # onnxruntime without onnx: its outputs are still checked per image
         return
@@ -121,7 +121,7 @@ class OnnxPredictor(Predictor):
 
     def __init__(self, path: Path, threads: int | None = None, require_metadata: bool = True) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # the export extra: only for .onnx files
         except ImportError as err:
             raise ImportError("reading .onnx files needs onnxruntime: pip install 'handgestures[export]'") from err
         options = ort.SessionOptions()

@@ -24,8 +24,8 @@ its best checkpoint. Settings are Hydra overrides; every value can be changed on
 command line.
 
 examples:
-  python train.py                                   CarlosNet on the base data (10 epochs)
-  python train.py model=ivannet data=augmented      IvanNet, augmented training (30 epochs)
+  python train.py                                   CarlosNet on the base data ({base} epochs)
+  python train.py model=ivannet data=augmented      IvanNet, augmented training ({augmented} epochs)
   python train.py data.root=PATH/TO/fingers/train   on the real Fingers images
   python train.py epochs=3 trainer.limit_train_batches=20   a quick look
   python train.py -m experiment=study               the whole study: 2 models x 2 data x 3 seeds
@@ -75,10 +75,18 @@ def settings(train_yaml: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
+def variant_epochs(data_yaml: Path) -> str:
+    """The top-level ``epochs:`` a data variant sets (conf/data/*.yaml), or "?"."""
+    found = re.search(r"^epochs:\s*(\d+)", data_yaml.read_text(), flags=re.MULTILINE)
+    return found[1] if found else "?"
+
+
 def render(conf: Path) -> str:
     train_yaml = conf / "train.yaml"
     chosen = defaults(train_yaml)
-    lines = [USAGE, "config groups (GROUP=CHOICE; * = the default):"]
+    epochs = {v: variant_epochs(conf / "data" / f"{v}.yaml") for v in ("base", "augmented")}
+    usage = USAGE.format(**epochs)
+    lines = [usage, "config groups (GROUP=CHOICE; * = the default):"]
     for group in sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in INTERNAL_GROUPS):
         choices = sorted(f.stem for f in group.glob("*.yaml"))
         default = chosen.get(group.name)
@@ -88,7 +96,10 @@ def render(conf: Path) -> str:
             if note:
                 lines.append(f"      {choice:<12} {note}")
     lines += ["", "settings (KEY=VALUE; nested ones too, e.g. optimizer.lr=0.05 data.batch_size=64):"]
-    for key, value, note in settings(train_yaml):
+    rows = settings(train_yaml)
+    variants = ", ".join(f"{v} {n}" for v, n in epochs.items())
+    rows.insert(1, ("epochs", "N", f"set by the data variant ({variants}); `epochs=3` overrides"))
+    for key, value, note in rows:
         lines.append(f"  {key + '=' + value:<28} {note}".rstrip())
     lines += ["", FOOTER]
     return "\n".join(lines)

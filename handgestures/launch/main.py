@@ -14,8 +14,9 @@ import importlib
 import sys
 import time
 
+from handgestures.errors import EXIT_USAGE  # the standard library only: the help stays instant
+
 PROG = "handgestures"
-EXIT_USAGE = 2  # as argparse: a command line that cannot be run
 
 # command -> (entry point "module:function", how it takes its arguments, one line of help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -60,7 +61,7 @@ def run_train(argv: list[str]) -> None:
     argv = [*argv, *torchrun_overrides(argv)]
     if not any(a.startswith("hydra.job.name=") for a in argv):
         argv.append("hydra.job.name=train")  # the run's log is train.log, as with train.py
-    import hydra
+    import hydra  # after the help and the thread settings above
     from omegaconf import DictConfig
 
     from handgestures.launch.cli import run_job  # reason: torch and Lightning, after the settings above

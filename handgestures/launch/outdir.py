@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from handgestures.errors import EXIT_ERROR
+
 _BEFORE: dict[str, set[str]] = {}  # real path of the output folder -> the names it held before Hydra ran
 NO_JOB_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "--shell-completion", "-sc", "--resolve")
 
@@ -71,7 +73,7 @@ def check_output_folder(argv: list[str]) -> None:
         print(f"error: the output folder {folder} cannot be written ({reason}); nothing was trained. Choose a "
               "writable folder with hydra.run.dir=DIR (a sweep: hydra.sweep.dir=DIR), or make it writable",
               file=sys.stderr)  # fmt: skip
-        raise SystemExit(1)
+        raise SystemExit(EXIT_ERROR)
 
 
 def remove_added(folder: Path, names: tuple[str, ...]) -> list[str]:

@@ -91,7 +91,7 @@ def process_count(trainer_cfg: Mapping[str, Any]) -> int:
     elif isinstance(devices, int) and devices >= 0:
         count = max(1, devices)
     else:  # "auto" or -1: every device of the accelerator (a CPU counts as one)
-        import torch
+        import torch  # devices=auto only: this module runs before torch is imported
 
         gpu = str(trainer_cfg.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
         count = torch.cuda.device_count() if gpu else 1

@@ -33,7 +33,7 @@ def distribution(key: str, value: str) -> Any:
     ``choice(x, y, ...)`` (categorical), ``range(a, b[, step])`` (integers, b excluded, as
     Hydra's range).
     """
-    import optuna.distributions as d
+    import optuna.distributions as d  # the search extra: only for hparams_search=optuna
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep, Sweep
 
@@ -65,7 +65,7 @@ def search_space(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def open_study(sweep_dir: Path, study_name: str, direction: str, seed: int | None) -> Any:
-    import optuna
+    import optuna  # the search extra: only for hparams_search=optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -78,7 +78,7 @@ def open_study(sweep_dir: Path, study_name: str, direction: str, seed: int | Non
 
 def recover_interrupted(study: Any) -> int:
     """Trials left running by a killed search: marked failed (``interrupted``), their parameters queued again."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # the search extra (as above)
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
@@ -92,7 +92,7 @@ def recover_interrupted(study: Any) -> int:
 
 def finished_trials(study: Any) -> int:
     """Trials that count towards n_trials: complete, or failed on their own (not interrupted)."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # the search extra (as above)
 
     states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get(INTERRUPTED))
@@ -111,7 +111,7 @@ def job_value(job_return: Any) -> float:
 def run_search(launcher: Any, sweep_dir: Path, arguments: Sequence[str], params: Mapping[str, Any], study_name: str,
                direction: str, n_trials: int, n_jobs: int, seed: int | None) -> Any:  # fmt: skip
     """Runs trials until ``n_trials`` have finished, ``n_jobs`` at a time; returns the study."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # the search extra (as above)
 
     if n_trials < 1 or n_jobs < 1:
         raise ValueError(f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: both must be at least 1")
@@ -137,7 +137,7 @@ def run_search(launcher: Any, sweep_dir: Path, arguments: Sequence[str], params:
 
 def write_results(study: Any, path: Path) -> None:
     """The best trial and every trial's parameters and value, as YAML next to the journal."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # the search extra (as above)
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best = max(complete, key=lambda t: t.value if study.direction.name == "MAXIMIZE" else -t.value, default=None)

@@ -141,7 +141,7 @@ def parallel_jobs(hydra_cfg: Any) -> int:
 
 def apply_for_job(processes: int = 1, hydra_cfg: Any = None) -> ThreadChoice:
     """Chooses and sets this job's threads (``torch.set_num_threads``); returns the choice."""
-    import torch
+    import torch  # this module sets OpenMP's variables before torch is imported
 
     choice = choose(jobs=parallel_jobs(hydra_cfg), processes=processes)
     if choice.threads is not None:

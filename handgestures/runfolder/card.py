@@ -70,7 +70,7 @@ def reproduce_command(run_dir: Path, config: dict[str, Any]) -> str:
 
 def _default_config(args: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The default train config of ``args`` (model, data), unresolved and resolved."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_dir  # hydra's compose machinery: only when a card is written
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf, open_dict
 

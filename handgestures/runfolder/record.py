@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from handgestures.errors import EXIT_ERROR, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM  # noqa: F401  (rr.EXIT_*: defined in errors)
 
 # ---- files of a run folder --------------------------------------------------------------
@@ -38,7 +40,6 @@ STATUS_DONE = "done"  # trained and evaluated
 STATUS_FAILED = "failed"  # an error stopped it
 STATUS_DIVERGED = "diverged"  # a non-finite training loss stopped it
 STATUS_INTERRUPTED = "interrupted"  # SIGINT/SIGTERM stopped it; resumable
-STATUSES = (STATUS_TRAINED, STATUS_DONE, STATUS_FAILED, STATUS_DIVERGED, STATUS_INTERRUPTED)
 STOPPED_STATUSES = (STATUS_FAILED, STATUS_DIVERGED, STATUS_INTERRUPTED)  # the run ended early
 
 # key names (the values' meaning: handgestures.training.train.train and docs)
@@ -138,8 +139,6 @@ def hydra_subdir(output_dir: str) -> str:
 
 def register_resolvers() -> None:
     """``${hg_stamp:}``, ``${hg_first:a,b}`` and ``${hg_hydra_subdir:dir}`` for conf/hydra/default.yaml."""
-    from omegaconf import OmegaConf
-
     if not OmegaConf.has_resolver("hg_stamp"):
         OmegaConf.register_new_resolver("hg_stamp", run_stamp)
     if not OmegaConf.has_resolver("hg_first"):  # the first value that is set: resume's folder, else a new one
@@ -156,10 +155,13 @@ def per_class_accuracy(confusion: dict[str, list[list[int]]]) -> dict[str, dict[
 
     Runs and baselines both record it through here, so a class absent from a set reads the same in both.
     """
-    return {
-        name: {str(i): (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(matrix)}
-        for name, matrix in confusion.items()
-    }
+    return {name: class_accuracy(matrix) for name, matrix in confusion.items()}
+
+
+def class_accuracy(matrix: list[list[int]], names: list[str] | None = None) -> dict[str, float | None]:
+    """Each true class's accuracy (a confusion matrix's rows), by name (default "0", "1", ...); None: no images."""
+    names = names or [str(i) for i in range(len(matrix))]
+    return {names[i]: (row[i] / sum(row) if sum(row) else None) for i, row in enumerate(matrix)}
 
 
 def in_folder(path: str | os.PathLike | None, folder: str | os.PathLike) -> str | None:

@@ -35,7 +35,7 @@ from handgestures.training.module import HandGestureClassifier
 CLASS_NAMES = [str(i) for i in range(6)]
 DESCRIPTION_FORMAT = 1
 # Kept out of the description: where the decoded-image cache lives is the user's business
-DATA_KEYS_NOT_RECORDED = ("cache_dir", "epochs", "_target_")
+DATA_KEYS_NOT_RECORDED = ("cache_dir", "_target_")
 
 
 def plain(value: Any) -> Any:

@@ -47,7 +47,7 @@ def print_config_tree(cfg: DictConfig, title: str = "config", stream: IO[str] | 
     tty = hasattr(stream, "isatty") and stream.isatty()
     if tty:
         try:
-            from rich.console import Console
+            from rich.console import Console  # optional: without rich, plain text
             from rich.syntax import Syntax
             from rich.tree import Tree
         except ImportError:

@@ -95,7 +95,7 @@ def write_final(trainer: L.Trainer, hparams: Mapping[str, Any], metrics: Mapping
     logger = tensorboard_logger(trainer)
     if logger is None:
         return False
-    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2  # tensorboard's own: with its logger only
     from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
     names = [tuple(key.split("/")) for key in metrics if key.split("/")[-1] in CURVE_METRICS]

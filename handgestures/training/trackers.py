@@ -15,6 +15,7 @@ A run is named after its folder unless the config names it. MLflow's local SQLit
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import sys
@@ -115,8 +116,6 @@ def finish(trainer: L.Trainer, folder: Path) -> None:
 
 def missing_requirements(logger_cfg: Mapping[str, Any]) -> list[str]:
     """One message per configured logger whose package is not installed, naming the extra to install."""
-    import importlib.util
-
     problems = []
     for key, conf in logger_cfg.items():
         module, extra = REQUIRES.get(_class_name(conf), (None, None))

@@ -18,10 +18,18 @@ import math
 import numbers
 import os
 import traceback
+import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_object
+from lightning.fabric.plugins.precision.precision import (
+    _PRECISION_INPUT_INT,
+    _PRECISION_INPUT_STR,
+    _PRECISION_INPUT_STR_ALIAS,
+)
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from handgestures import CONF_DIR
@@ -67,8 +75,6 @@ def allowed_top_level_keys(conf_dir: Path = CONF_DIR) -> set[str] | None:
 
 def _target_params(target: str) -> set[str] | None:
     """The keyword arguments ``target`` accepts, or None when it takes ``**kwargs``."""
-    from hydra.utils import get_object
-
     obj = get_object(target)
     signature = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj)
     params = signature.parameters.values()
@@ -157,6 +163,11 @@ class _Checker:
                                  f"{valid}{hint(str(key))}")  # fmt: skip
 
 
+def data_key_hint(key: str) -> str:
+    """Where an unknown ``data`` key belongs: the variant's epochs are the top-level ``epochs`` (no ``data.epochs``)."""
+    return "; the epochs are the top-level key: epochs=N" if key == "epochs" else ""
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -198,9 +209,7 @@ def _check_keys(c: _Checker) -> None:
         except Exception as err:
             c.problems.append(f"{node}._target_={target!r}: cannot be imported ({type(err).__name__}: {err})")
             continue
-        if node == "data" and params is not None:
-            params |= {"epochs"}  # the variant's epochs, read by the top-level `epochs`
-        c.unknown_keys(node, params)
+        c.unknown_keys(node, params, data_key_hint if node == "data" else lambda k: "")
     loggers = c.get("logger", None)
     loggers = loggers if isinstance(loggers, dict) else {}
     for name, conf in loggers.items():  # each logger's keys: its class's arguments
@@ -282,21 +291,11 @@ def _check_data(c: _Checker) -> None:
 
 
 def _check_trainer(c: _Checker) -> None:
-    import typing
-
-    from lightning.fabric.plugins.precision.precision import (
-        _PRECISION_INPUT_INT,
-        _PRECISION_INPUT_STR,
-        _PRECISION_INPUT_STR_ALIAS,
-    )
-
     precisions = ["auto", *typing.get_args(_PRECISION_INPUT_STR), *typing.get_args(_PRECISION_INPUT_STR_ALIAS)]
     precisions += list(typing.get_args(_PRECISION_INPUT_INT))
     c.check("trainer.precision", lambda v: v in precisions, f"one of {', '.join(dict.fromkeys(map(str, precisions)))}")
     accelerator = c.choice("trainer.accelerator", ("auto", "cpu", "gpu", "cuda", "mps", "tpu"))
     if accelerator is not _MISSING and accelerator != "auto":
-        from lightning.pytorch.accelerators import AcceleratorRegistry
-
         name = "cuda" if accelerator == "gpu" else accelerator
         if name in AcceleratorRegistry and not AcceleratorRegistry[name]["accelerator"].is_available():
             c.fail("trainer.accelerator", accelerator, f"an accelerator this machine has ({accelerator} is not available here; "

@@ -1,7 +1,9 @@
 """The seven ``ImageDataGenerator`` parameters of the study's augmentation, as one dataclass.
 
 Every place that needs the names or the values goes through :class:`KerasParams`: the
-augmentation's config check, the batch augmenter, the demo and the benchmarks. The study's
+augmentation's config check, the batch augmenter, ``KerasRandomAffine``, the demo and the
+benchmarks (``sample_keras_params`` and ``KerasRandomAffine`` keep the seven as keyword
+arguments, as ``ImageDataGenerator`` takes them). The study's
 values live in ``conf/data/augmented.yaml`` (:func:`study_params` reads them), not here.
 """
 

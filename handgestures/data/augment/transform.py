@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from handgestures import require_torchvision
+from handgestures.data.augment.params import KerasParams
 from handgestures.data.augment.sampling import _check_range, _parse_shift, _parse_zoom, sample_keras_params
 from handgestures.data.augment.warp import _canonical_semantics, _check_fill, apply_keras_transform
 
@@ -63,16 +64,18 @@ class KerasRandomAffine(v2.Transform):
         self.semantics = _canonical_semantics(semantics)
         self.cval = _check_fill(fill_mode, cval)
         self.fill_mode = fill_mode
-        self.rotation_range = _check_range("rotation_range", rotation_range)
-        self.shear_range = _check_range("shear_range", shear_range)
         _parse_shift("width_shift_range", width_shift_range)
         _parse_shift("height_shift_range", height_shift_range)
-        self.width_shift_range = width_shift_range
-        self.height_shift_range = height_shift_range
         _parse_zoom(zoom_range)
-        self.zoom_range = zoom_range
-        self.horizontal_flip = bool(horizontal_flip)
-        self.vertical_flip = bool(vertical_flip)
+        self.keras_params = KerasParams(
+            rotation_range=_check_range("rotation_range", rotation_range),
+            width_shift_range=width_shift_range,
+            height_shift_range=height_shift_range,
+            shear_range=_check_range("shear_range", shear_range),
+            zoom_range=zoom_range,
+            horizontal_flip=bool(horizontal_flip),
+            vertical_flip=bool(vertical_flip),
+        )
         if generator is not None and seed is not None:
             raise ValueError(f"pass either generator or seed, not both (seed={seed!r})")
         if seed is not None:
@@ -109,13 +112,7 @@ class KerasRandomAffine(v2.Transform):
         params = sample_keras_params(
             batch,
             (shape[-2], shape[-1]),
-            rotation_range=self.rotation_range,
-            width_shift_range=self.width_shift_range,
-            height_shift_range=self.height_shift_range,
-            shear_range=self.shear_range,
-            zoom_range=self.zoom_range,
-            horizontal_flip=self.horizontal_flip,
-            vertical_flip=self.vertical_flip,
+            **self.keras_params.as_kwargs(),
             generator=self._generator,
         )
         return {"params": params}
@@ -144,13 +141,7 @@ class KerasRandomAffine(v2.Transform):
 
     def extra_repr(self) -> str:
         parts = [
-            f"rotation_range={self.rotation_range}",
-            f"width_shift_range={self.width_shift_range}",
-            f"height_shift_range={self.height_shift_range}",
-            f"shear_range={self.shear_range}",
-            f"zoom_range={self.zoom_range}",
-            f"horizontal_flip={self.horizontal_flip}",
-            f"vertical_flip={self.vertical_flip}",
+            *(f"{name}={value}" for name, value in self.keras_params.as_kwargs().items()),
             f"fill_mode={self.fill_mode!r}",
         ]
         if self.fill_mode == "constant":
