@@ -27,6 +27,10 @@ from handgestures.launch.outdir import check_output_folder  # noqa: E402  (stand
 
 check_output_folder(sys.argv[1:])  # an unwritable folder: one message, before Hydra creates it
 
+from handgestures.launch.starting import say_loading_for_job  # noqa: E402  (standard library only)
+
+say_loading_for_job("train", sys.argv[1:])  # the next imports take seconds: a line first
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 

@@ -17,6 +17,7 @@ import anything. ``tests/test_structure.py`` fails on any import cycle.
 """
 
 import re
+import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -109,6 +110,19 @@ def require_torchvision():
         why = "torchvision's compiled operators do not load"
         raise torch_pair_error(torch.__version__, torchvision.__version__, why)
     return torchvision
+
+
+def say_loading(command: str, what: str = "PyTorch") -> bool:
+    """``COMMAND: loading WHAT (a few seconds) ...`` on stderr, where importing torch is still to come.
+
+    Importing torch (2 s) and Lightning (2 s more) takes longer on a busy machine, and a command
+    that prints nothing for that long looks hung; the entry points say so first. Nothing when
+    torch is imported already (a command run from Python). Returns whether the line was printed.
+    """
+    if "torch" in sys.modules:
+        return False
+    print(f"{command}: loading {what} (a few seconds) ...", file=sys.stderr, flush=True)
+    return True
 
 
 check_torch_pair()

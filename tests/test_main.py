@@ -59,10 +59,12 @@ def test_train_then_eval_then_a_dry_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "metrics.json").read_text())["status"] == "done"
     assert (run / "train.log").is_file()  # the run's log keeps its name
+    assert proc.stderr.startswith("handgestures train: loading PyTorch and Lightning (a few seconds) ...\n")
     assert "+-- model" in proc.stdout  # the config tree (plain text: not a terminal)
 
     proc = handgestures("eval", f"ckpt={run}", f"output_dir={tmp_path / 'eval'}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.startswith("eval: loading PyTorch and the model (a few seconds) ...\n")
     evaluated = json.loads((tmp_path / "eval" / "eval.json").read_text())["sets"]["test"]["accuracy"]
     assert evaluated == json.loads((run / "metrics.json").read_text())["metrics"]["test/acc"]  # the run's own numbers
 

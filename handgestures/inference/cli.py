@@ -20,7 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from handgestures import CONF_DIR
+from handgestures import CONF_DIR, say_loading
 from handgestures.errors import EXIT_ERROR, EXIT_USAGE, CheckpointError
 
 CONF = str(CONF_DIR)
@@ -76,13 +76,6 @@ def _integer(cfg: DictConfig, key: str, minimum: int, nullable: bool = False, wh
 
 def run_predict(cfg: DictConfig) -> int:
     """Predictions for ``inputs`` (an image or a folder); returns the exit status (1 if any failed)."""
-    from handgestures.inference.predictor import (  # torch/onnx/gradio after the arguments are checked
-        PredictionRun,
-        load_predictor,
-        predict_files,
-    )
-    from handgestures.inference.preprocess import SUMMARY, list_inputs  # torch, after the arguments are checked
-
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder, a model folder or an .onnx file")
     inputs = _required(cfg, "inputs", "an image file or a folder of images")
     output = str(cfg.get("output", "text"))
@@ -90,6 +83,14 @@ def run_predict(cfg: DictConfig) -> int:
         fail(f"output={output!r}: expected one of {list(OUTPUTS)}")
     batch_size = _integer(cfg, "batch_size", 1, what=" (images decoded and predicted together)")
     threads = _integer(cfg, "threads", 1, nullable=True, what=" (decoding threads; null = min(8, CPU cores))")
+    say_loading("predict", "PyTorch and the model")
+    from handgestures.inference.predictor import (  # torch/onnx/gradio after the arguments are checked
+        PredictionRun,
+        load_predictor,
+        predict_files,
+    )
+    from handgestures.inference.preprocess import SUMMARY, list_inputs  # torch, after the arguments are checked
+
     try:
         predictor = load_predictor(ckpt, precision=cfg.get("precision"))
         paths, others = list_inputs(inputs)
@@ -138,12 +139,13 @@ def run_predict(cfg: DictConfig) -> int:
 
 def run_eval(cfg: DictConfig) -> int:
     """eval.json and confusion PNGs in ``output_dir`` for ``ckpt`` on ``data.root`` / ``split``."""
-    from handgestures.inference.evaluate import evaluate as run  # torch/onnx/gradio after the arguments are checked
-    from handgestures.inference.evaluate import format_result, write_evaluation  # (as above)
-
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder, a model folder or an .onnx file")
     root = (cfg.get("data") or {}).get("root")
     batch_size = _integer(cfg, "batch_size", 1, nullable=True, what=" (null = the run's eval_batch_size)")
+    say_loading("eval", "PyTorch and the model")
+    from handgestures.inference.evaluate import evaluate as run  # torch/onnx/gradio after the arguments are checked
+    from handgestures.inference.evaluate import format_result, write_evaluation  # (as above)
+
     try:
         with console_messages():  # reading or decoding the images takes seconds
             predictor = load(ckpt, cfg.get("precision"))
@@ -173,15 +175,16 @@ def _flag(cfg: DictConfig, key: str) -> bool:
 
 def run_export(cfg: DictConfig) -> int:
     """``format=onnx``: an ONNX file checked in onnxruntime; ``format=hf``: a model folder checked bit for bit."""
-    from handgestures.inference import export, hub  # torch/onnx/gradio after the arguments are checked
-    from handgestures.runfolder.checkpoints import resolve_checkpoint  # torch, after the arguments are checked
-
     ckpt = _required(cfg, "ckpt", "a checkpoint, a run folder or a model folder")
     fmt = str(cfg.get("format"))
     if fmt not in EXPORT_FORMATS:
         fail(f"format={fmt!r}: expected one of {list(EXPORT_FORMATS)} ({'; '.join(EXPORT_FORMATS.values())})")
     check_batch = _integer(cfg, "check_batch", 0, what=" (built-in hands the export is checked on; 0: none)")
     overwrite, verbose = _flag(cfg, "overwrite"), _flag(cfg, "verbose")
+    say_loading("export", "PyTorch and the checkpoint")
+    from handgestures.inference import export, hub  # torch/onnx/gradio after the arguments are checked
+    from handgestures.runfolder.checkpoints import resolve_checkpoint  # torch, after the arguments are checked
+
     try:
         with console_messages():  # "exporting ...", and the graph exported when not the fused one
             if fmt == "hf":

@@ -59,6 +59,11 @@ def run_train(argv: list[str]) -> None:
     from handgestures.launch.ranks import torchrun_overrides  # reason: after the thread settings
 
     argv = [*argv, *torchrun_overrides(argv)]
+    from handgestures.launch.outdir import check_output_folder  # reason: standard library only
+    from handgestures.launch.starting import say_loading_for_job  # reason: standard library only
+
+    check_output_folder(argv)  # an unwritable folder: one message, before Hydra creates it
+    say_loading_for_job(f"{PROG} train", argv)  # the next imports take seconds: a line first
     if not any(a.startswith("hydra.job.name=") for a in argv):
         argv.append("hydra.job.name=train")  # the run's log is train.log, as with train.py
     import hydra  # after the help and the thread settings above
