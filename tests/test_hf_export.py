@@ -109,6 +109,13 @@ def test_from_pretrained_gives_the_checkpoints_logits_bit_for_bit(tiny_run, fold
     assert type(net).__name__ == config["architecture"] and not net.training
     for name, tensor in checkpoint.module.net.state_dict().items():
         assert torch.equal(net.state_dict()[name], tensor), name
+    from handgestures.training.module import HandGestureClassifier
+
+    module = HandGestureClassifier.from_pretrained(path)  # the classifier itself, for evaluation or fine-tuning
+    assert isinstance(module, HandGestureClassifier) and not module.training
+    assert module.hparams.description == checkpoint.module.hparams.description
+    with torch.no_grad():
+        assert torch.equal(module(x), checkpoint.module(x))  # fp32 forward of the same weights and layout
 
 
 @pytest.mark.parametrize("spec", [{"_target_": "handgestures.models.CarlosNet", "fused": False},

@@ -9,6 +9,7 @@ reduced once per epoch rather than synchronised every step.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from handgestures.models.build import build_net
+from handgestures.models.pretrained import load_pretrained
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -78,6 +80,19 @@ class HandGestureClassifier(L.LightningModule):
         self._train_loss_sum = torch.zeros(())  # batch-size-weighted sum of this epoch's losses
         self._train_correct = torch.zeros((), dtype=torch.long)  # right predictions this epoch
         self._train_seen = 0
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> HandGestureClassifier:
+        """The classifier of a model folder (``export.py format=hf``: config.json + model.safetensors), without pickle.
+
+        The network is built from config.json's ``net_spec`` and its weights read from
+        safetensors (:func:`handgestures.models.pretrained.load_pretrained`); the module carries
+        the folder's description as a checkpoint would, so it can be evaluated, fine-tuned or
+        saved again. ``Predictor.from_pretrained`` is the inference-side twin (its run's precision).
+        """
+        net, config = load_pretrained(folder)
+        return cls(net=net, num_classes=config["num_classes"], channels_last=bool(config.get("channels_last", True)),
+                   net_spec=config["net_spec"], description=config.get("description")).eval()  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
