@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -127,6 +127,7 @@ junk_value = st.one_of(
     params=st.dictionaries(st.sampled_from(["theta", "tx", "ty", "shear", "zx", "zy", "flip_horizontal", "flip_vertical", "bogus"]), junk_value, max_size=4),
     batch=st.integers(1, 3), fill=st.sampled_from(["nearest", "constant", "mirror"]), cval=junk_value,
 )  # fmt: skip
+@example(params={"theta": 1.0}, batch=1, fill="constant", cval=3.402823466385289e38)  # just over float32's range
 def test_any_warp_parameters_give_a_result_or_a_value_error(params, batch, fill, cval):
     images = torch.rand(batch, 1, 8, 8)
     try:

@@ -145,12 +145,14 @@ def test_report_mentions_slides_and_lists_runs(sweep):
         assert (metrics["model"], metrics["data"], metrics["seed"]) == (row["model"], row["data"], 0)
         assert float(row["test/acc"]) == metrics["metrics"]["test/acc"]
         assert float(row["fit_seconds"]) == metrics["fit_seconds"]
-        assert row["precision"] == metrics["precision"] == resolve_precision("auto")
+        fp32 = (row["model"], row["data"]) == ("ivannet", "augmented")  # conf/model_data/ivannet_augmented.yaml
+        assert row["precision"] == metrics["precision"] == ("32-true" if fp32 else resolve_precision("auto"))
     header, *per_run = md_rows(report, "Runs")
     assert header[:6] == ["model", "data", "seed", "status", "data source", "precision"]
     assert sorted(tuple(cells[:6]) for cells in per_run) == sorted(
-        (m, d, "0", "done", "built-in hands (240)", resolve_precision("auto")) for m in MODELS for d in DATASETS
-    )
+        (m, d, "0", "done", "built-in hands (240)", "32-true" if (m, d) == ("ivannet", "augmented")
+         else resolve_precision("auto")) for m in MODELS for d in DATASETS
+    )  # fmt: skip
     # tiny runs on the built-in hands: every one marked, and the report says so up front
     assert all(cells[header.index("comparable with the slides")].startswith("**no**") for cells in per_run)
     assert "**Not comparable with the slides: 4 of 4 runs**" in report

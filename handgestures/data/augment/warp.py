@@ -252,6 +252,10 @@ def apply_keras_transform(
         return images.clone()
 
     in_dtype = images.dtype
+    if fill_mode == "constant" and abs(cval) > torch.finfo(in_dtype).max:
+        raise ValueError(
+            f"cval={cval!r} does not fit the images' dtype {in_dtype} (largest {torch.finfo(in_dtype).max})"
+        )
     if in_dtype in (torch.float16, torch.bfloat16):
         images = images.float()
     mat, identity = _sampling_matrices(params, batch, height, width, sem)
