@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# The IvanNet augmented seed x precision experiment (docs/study.md), one queue of runs, resumable:
+# The IvanNet seed x precision experiment (docs/study.md), one queue of runs, resumable:
 # a run whose folder holds a finished metrics.json is skipped, one with a config.yaml is resumed
 # (`resume=`), any other is started. Each run also keeps one checkpoint per epoch
 # (checkpoints/epochs/, every 375 steps: an epoch of either split) so the per-epoch diagnostics can be recomputed afterwards.
 #
-#   OMP_NUM_THREADS=1 scripts/ivannet_grid.sh DATA OUT 0:32-true:random 1:bf16-mixed:grouped ...
+#   OMP_NUM_THREADS=1 scripts/ivannet_grid.sh DATA OUT 0:32-true:random 1:bf16-mixed:grouped:base ...
 #
 # DATA: the Fingers train/ folder; OUT: where the run folders go; each further argument is
-# seed:precision:split.
+# seed:precision:split[:dataset], the dataset `augmented` (the default) or `base`.
 set -uo pipefail
 data=$1 out=$2
 shift 2
 cd "$(dirname "$0")/.."
 for spec in "$@"; do
-  IFS=: read -r seed precision split <<<"$spec"
-  dir="$out/ivannet-augmented-$split-seed$seed-$precision"
+  IFS=: read -r seed precision split dataset <<<"$spec"
+  dataset=${dataset:-augmented}
+  dir="$out/ivannet-$dataset-$split-seed$seed-$precision"
   if [[ -f $dir/metrics.json ]] && grep -q '"status": "done"' "$dir/metrics.json"; then
     echo "== $dir: done, skipped"
     continue
@@ -24,7 +25,7 @@ for spec in "$@"; do
     python train.py resume="$dir" trainer.enable_progress_bar=false
   else
     echo "== $dir: starting ($(date -u +%FT%TZ))"
-    python train.py model=ivannet data=augmented seed="$seed" trainer.precision="$precision" \
+    python train.py model=ivannet data="$dataset" seed="$seed" trainer.precision="$precision" \
       data.split="$split" data.root="$data" trainer.enable_progress_bar=false \
       +callbacks.every_epoch._target_=lightning.pytorch.callbacks.ModelCheckpoint \
       "+callbacks.every_epoch.dirpath=$dir/checkpoints/epochs" \
