@@ -2,8 +2,10 @@
 
 Prints the table (``--write``: replaces it in README.md, between its two marker comments).
 One row per network and data variant found in ``results/study/table_base.csv`` and
-``table_augmented.csv`` (the report's study rows only): runs, validation and test accuracy
-(mean ± std over seeds, as the report writes them), and the slides' test accuracy.
+``table_augmented.csv``: test accuracy on the study's random split and on the grouped split
+(mean ± std over seeds and the 95% interval of the mean, as the report writes them), how many
+runs fell to chance (the collapse guard's record), the precision they trained in, and the
+slides' test accuracy.
 """
 
 from __future__ import annotations
@@ -19,13 +21,20 @@ RESULTS_DIR = ROOT / "results" / "study"  # where the report of the real-data st
 TABLE_FILES = {"base": RESULTS_DIR / "table_base.csv", "augmented": RESULTS_DIR / "table_augmented.csv"}
 START = "<!-- results table:"
 END = "<!-- end of results table -->"
-HEADER = "| network, data | runs | acc val | acc test | acc test, slides |\n|---|---|---|---|---|"
+HEADER = (
+    "| network, data | acc test, random split | acc test, grouped split | fell to chance | precision | acc test, slides |\n"
+    "|---|---|---|---|---|---|"
+)
 NETWORKS = {"carlosnet": "CarlosNet", "ivannet": "IvanNet"}
+SPLITS = {"random split": ("", ""), "grouped split": (", grouped split", "_grouped")}  # row label and data suffixes
 
 
 def cell(row: dict[str, str]) -> str:
-    mean, std = float(row["mean"]), row.get("std") or ""
-    return f"{mean:.4f}" if std in ("", "None", "nan") else f"{mean:.4f} ± {float(std):.4f}"
+    """'0.9750 ± 0.0128 [0.9432, 1.0000], n=3' (a plain value and no interval with one seed)."""
+    mean, std, n = float(row["mean"]), row.get("std") or "", int(row["n"])
+    if std in ("", "None", "nan"):
+        return f"{mean:.4f}, n={n}"
+    return f"{mean:.4f} ± {float(std):.4f} [{float(row['ci95_low']):.4f}, {float(row['ci95_high']):.4f}], n={n}"
 
 
 def rows_from_csv() -> list[str]:
@@ -35,14 +44,21 @@ def rows_from_csv() -> list[str]:
         if not path.is_file():
             return []
         with path.open(newline="") as fh:
-            table = list(csv.DictReader(fh))
+            table = [r for r in csv.DictReader(fh) if r["metric"] == "test/acc"]
         for model, label in NETWORKS.items():
-            found = {r["metric"]: r for r in table if r["row"] == label and r["model"] == model and r["data"] == data}
-            if "test/acc" not in found or int(found["test/acc"]["n"] or 0) == 0:
+            found = {split: next((r for r in table if r["row"] == label + row_suffix and r["model"] == model
+                                  and r["data"] == data + data_suffix and int(r["n"] or 0)), None)
+                     for split, (row_suffix, data_suffix) in SPLITS.items()}  # fmt: skip
+            if found["random split"] is None:
                 continue
-            slides = float(found["test/acc"]["slides"])
-            lines.append(f"| {label}, {data} | {found['test/acc']['runs']} | {cell(found['val/acc'])} | "
-                         f"{cell(found['test/acc'])} | {slides:g} |")  # fmt: skip
+            falls = "; ".join(f"{split.split()[0]} {r['fell_to_chance']}" for split, r in found.items()
+                              if r is not None and r.get("fell_to_chance"))  # fmt: skip
+            splits = " | ".join(cell(r) if r is not None else "—" for r in found.values())
+            precision = found["random split"]["precision"]
+            if found["grouped split"] is not None and found["grouped split"]["precision"] != precision:
+                precision += f"; grouped: {found['grouped split']['precision']}"
+            slides = float(found["random split"]["slides"])
+            lines.append(f"| {label}, {data} | {splits} | {falls or 'not recorded'} | {precision} | {slides:g} |")
     return lines
 
 

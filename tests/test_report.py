@@ -14,6 +14,7 @@ import pytest
 from helpers import ROOT
 from PIL import Image
 
+from handgestures.analysis.falls import spans
 from handgestures.analysis.report import SLIDES, build_report, main
 from handgestures.training.train import resolve_precision
 
@@ -118,7 +119,8 @@ def test_report_tables_match_metrics_json(sweep):
             else:
                 continue
             cells = rows[label]
-            assert cells[0] == "n=1"
+            assert run["collapse"] is None  # these short seeded runs never reach the guard's 0.5
+            assert cells[0] == "n=1; 0 of 1 fell to chance"
             for cell, key in zip(cells[1:], columns, strict=True):
                 value, std = parse_value(cell)
                 assert std is None  # one seed: a plain value
@@ -287,3 +289,36 @@ def test_runs_that_fell_to_chance_are_counted_in_their_row_and_named_in_the_runs
     cells = {(row[1], row[2]): row[column] for row in table[1:]}
     assert cells == {("augmented", "0"): "no", ("augmented", "1"): "**epoch 12**, never recovered",
                      ("augmented", "2"): "**epoch 18**, recovered", ("base", "0"): "—"}  # fmt: skip
+    rates = {(r["row"], r["metric"]): r["fell_to_chance"] for r in read_csv(tmp_path / "out" / "table_augmented.csv")}
+    assert rates[("IvanNet", "test/acc")] == "2 of 3 (1 never recovered)"
+    base = {r["row"]: r["fell_to_chance"] for r in read_csv(tmp_path / "out" / "table_base.csv")}
+    assert base["IvanNet"] == ""  # a run from before the guard says nothing either way
+    per_run = {(r["data"], r["seed"]): r["fell_to_chance"] for r in read_csv(tmp_path / "out" / "runs.csv")}
+    assert per_run == {("augmented", "0"): "no", ("augmented", "1"): "epoch 12, never recovered",
+                       ("augmented", "2"): "epoch 18, recovered", ("base", "0"): "—"}  # fmt: skip
+
+
+def test_a_row_that_never_fell_says_so_and_a_row_of_mixed_precisions_is_a_problem(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, precision in enumerate(("32-true", "bf16-mixed", "32-true")):
+        folder = runs / f"ivannet-augmented-seed{seed}"
+        write_run(folder, "ivannet", "augmented", seed, test_acc=0.9)
+        record = json.loads((folder / "metrics.json").read_text())
+        record.update(collapse=None, last_checkpoint_usable=True, precision=precision)
+        (folder / "metrics.json").write_text(json.dumps(record))
+    write_run(runs / "ivannet-base-seed0", "ivannet", "base", 0, test_acc=0.9)  # before the guard: unrecorded
+    record = json.loads((runs / "ivannet-base-seed0" / "metrics.json").read_text())
+    (runs / "ivannet-base-seed0" / "metrics.json").write_text(json.dumps({**record, "precision": "bf16-mixed"}))
+    report = build_report(runs, tmp_path / "out").read_text()
+    assert md_table(report, "Augmented dataset")["IvanNet"][0] == "n=3; 0 of 3 fell to chance"
+    problems = report.split("## Problems")[1].split("##")[0]
+    assert ("mixed precision: the ivannet-augmented row averages runs of different precisions "
+            "(32-true: seed 0, 2; bf16-mixed: seed 1)") in problems  # fmt: skip
+    assert "ivannet-base row" not in problems  # one precision
+    rows = {r["row"]: r for r in read_csv(tmp_path / "out" / "table_augmented.csv") if r["metric"] == "test/acc"}
+    assert rows["IvanNet"]["precision"] == "32-true; bf16-mixed" and rows["IvanNet"]["fell_to_chance"] == "0 of 3"
+
+
+def test_consecutive_epochs_at_chance_are_one_fall():
+    assert spans([3, 12, 13, 14, 15, 29]) == "3, 12-15, 29"
+    assert spans([7]) == "7" and spans([]) == ""

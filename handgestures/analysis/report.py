@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from handgestures.analysis.falls import fall_rate, fall_text
 from handgestures.analysis.runs import (  # noqa: F401  (re-exported: they lived here)
     RUN_NAME,
     Run,
@@ -109,24 +110,11 @@ def row_status(runs: list[Run]) -> str:
     notes = [f"n={counts['done']}"]
     notes += [f"**{counts[s]} {label}**" for s, label in (("failed", "failed"), ("trained", "not evaluated"),
               ("incomplete", "incomplete"), ("unreadable", "unreadable")) if counts[s]]  # fmt: skip
-    fell = [r for r in runs if r.status == "done" and r.info.get("collapse")]
-    if fell:  # the collapse guard's record: the values are still the best checkpoint's
-        stayed = sum(r.info.get("last_checkpoint_usable") is False for r in fell)
-        notes.append(f"**{len(fell)} of {counts['done']} fell to chance**" + (f" ({stayed} never recovered)" if stayed
-                     else ""))  # fmt: skip
+    rate, _, more = fall_rate(runs).partition(" (")  # the collapse guard's record: values stay the best checkpoint's
+    if rate:
+        said = f"{rate} fell to chance" if rate.startswith("0 of") else f"**{rate} fell to chance**"
+        notes.append(said + (f" ({more}" if more else ""))
     return "; ".join(notes)
-
-
-def collapse_cell(run: Run) -> str:
-    """The runs table's 'fell to chance': the first fall's epoch and whether the run came back; '—' if unrecorded."""
-    if "collapse" not in run.info:
-        return "—"  # a run made before the collapse guard, or one that never finished
-    collapse = run.info["collapse"]
-    if not collapse:
-        return "no"
-    falls = ", ".join(str(e["epoch"]) for e in collapse.get("all") or [collapse])
-    back = "never recovered" if run.info.get("last_checkpoint_usable") is False else "recovered"
-    return f"**epoch {falls}**, {back}"
 
 
 def problems(runs: list[Run]) -> list[str]:
@@ -141,6 +129,13 @@ def problems(runs: list[Run]) -> list[str]:
             lines.append(f"unreadable: {run.name} ({run.folder.name}): {run.error}; left out of the tables")
         elif run.status == "incomplete":
             lines.append(f"incomplete: {run.name} ({run.folder.name}) has no metrics.json (still running or killed)")
+    for (model, data), group_runs in group(runs).items():  # one mean should not mix numerics (docs/bf16.md)
+        by_precision: dict[str, list[str]] = {}
+        for run in (r for r in group_runs if r.status == "done" and r.precision):
+            by_precision.setdefault(run.precision, []).append(str(run.replicate))
+        if len(by_precision) > 1:
+            mixed = "; ".join(f"{p}: seed {', '.join(seeds)}" for p, seeds in sorted(by_precision.items()))
+            lines.append(f"mixed precision: the {model}-{data} row averages runs of different precisions ({mixed})")
     seen: dict[tuple, int] = {}
     for run in (r for r in runs if r.status == "done"):
         seen[(run.model, run.data, run.replicate)] = seen.get((run.model, run.data, run.replicate), 0) + 1
@@ -219,7 +214,7 @@ def runs_table_md(runs: list[Run], out_dir: Path) -> str:
         seed = str(run.seed) if run.fold is None else f"{run.seed}, fold {run.fold}"
         rows.append([run.model, run.data, seed, status, run.data_source, run.precision or "—",
                      f"{run.info.get('epochs_run', '—')} / {run.configured_epochs}", run.batch_limits,
-                     fmt(run.info.get("best_val_acc")), fmt(run.metrics.get("test/acc")), collapse_cell(run),
+                     fmt(run.info.get("best_val_acc")), fmt(run.metrics.get("test/acc")), fall_text(run),
                      fmt_seconds(run.info.get("fit_seconds")), fmt(run.info.get("train_images_per_second"), "n"),
                      comparable, f"[{run.folder.name}]({link})"])  # fmt: skip
     headers = ["model", "data", "seed" + (", fold" if any(r.fold is not None for r in runs) else ""), "status", "data source", "precision", "epochs (run / set)", "batch limits",
@@ -327,6 +322,7 @@ def run_row(run: Run) -> dict[str, Any]:
            "batch_limits": run.batch_limits, "comparable_with_slides": not run.not_comparable,
            "not_comparable_because": "; ".join(run.not_comparable)}  # fmt: skip
     row.update({k: run.info.get(k) for k in RUN_FIELDS})
+    row["fell_to_chance"] = fall_text(run, markdown=False)
     return {**row, **run.info.get("metrics", {}), "error": run.error}
 
 
@@ -334,6 +330,9 @@ def table_rows(table: Table, cells: dict[str, list[Cell]], runs: list[Run]) -> l
     groups = group(runs)
     return [{"row": label, "model": model, "data": data, "metric": key, "mean": cell.mean, "std": cell.std,
              "n": cell.n, "slides": cell.slides, "runs": row_status(groups.get((model, data), [])).replace("*", ""),
+             "fell_to_chance": fall_rate(groups.get((model, data), [])),
+             "precision": "; ".join(sorted({r.precision for r in groups.get((model, data), [])
+                                            if r.status == "done" and r.precision})),
              "ci95_low": cell.ci_low, "ci95_high": cell.ci_high,
              "comparable_with_slides": not any(r.not_comparable for r in groups.get((model, data), []))}
             for label, model, data in table_row_keys(table, runs)

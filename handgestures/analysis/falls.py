@@ -1,0 +1,72 @@
+"""Falls to chance in finished runs: what the collapse guard recorded, per run and per table row.
+
+A run's metrics.json holds ``collapse`` (``None`` when validation accuracy never fell from its
+best to near chance, else the first fall with every fall under ``all``) and
+``last_checkpoint_usable``; :class:`handgestures.training.guards.CollapseWatch` writes both. A
+run made before the guard existed has no ``collapse`` key: it is *unrecorded*, not counted as
+a run that stayed up. The report states the rate next to the rows (IvanNet augmented fell in
+bf16-mixed; docs/bf16.md) so that a mean is never read without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATUS_DONE = "done"
+
+
+def recorded(run: Any) -> bool:
+    """Whether the run's metrics.json says whether it fell (runs from before the guard do not)."""
+    return run.status == STATUS_DONE and "collapse" in run.info
+
+
+def fell(run: Any) -> bool:
+    return recorded(run) and bool(run.info["collapse"])
+
+
+def fall_epochs(run: Any) -> list[int]:
+    """The epochs at which validation accuracy was at chance, first to last; [] if none or unrecorded."""
+    collapse = run.info.get("collapse") if recorded(run) else None
+    return [int(e["epoch"]) for e in (collapse.get("all") or [collapse])] if collapse else []
+
+
+def spans(epochs: list[int]) -> str:
+    """Consecutive epochs as one fall: [3, 12, 13, 14] -> '3, 12-14'."""
+    parts: list[list[int]] = []
+    for epoch in epochs:
+        if parts and epoch == parts[-1][-1] + 1:
+            parts[-1].append(epoch)
+        else:
+            parts.append([epoch])
+    return ", ".join(str(p[0]) if len(p) == 1 else f"{p[0]}-{p[-1]}" for p in parts)
+
+
+def never_recovered(run: Any) -> bool:
+    """A fall the run ended in: its last checkpoint is marked not for use."""
+    return fell(run) and run.info.get("last_checkpoint_usable") is False
+
+
+def fall_text(run: Any, markdown: bool = True) -> str:
+    """A run's falls: 'no', 'epoch 3, 12-29, never recovered' (each span of epochs at chance), '—' when unrecorded."""
+    if not recorded(run):
+        return "—"
+    epochs = fall_epochs(run)
+    if not epochs:
+        return "no"
+    text = f"epoch {spans(epochs)}"
+    return (f"**{text}**" if markdown else text) + (", never recovered" if never_recovered(run) else ", recovered")
+
+
+def fall_rate(runs: list[Any]) -> str:
+    """A row's falls: '0 of 3', '1 of 3 (1 never recovered)', '1 of 2 (1 unrecorded)', '' with no record at all."""
+    done = [r for r in runs if r.status == STATUS_DONE]
+    known = [r for r in done if recorded(r)]
+    if not known:
+        return ""
+    text = f"{sum(map(fell, known))} of {len(known)}"
+    notes = []
+    if stayed := sum(map(never_recovered, known)):
+        notes.append(f"{stayed} never recovered")
+    if len(done) > len(known):
+        notes.append(f"{len(done) - len(known)} unrecorded")
+    return text + (f" ({', '.join(notes)})" if notes else "")
