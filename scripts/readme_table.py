@@ -69,6 +69,12 @@ def table_in(text: str) -> str:
     return text[body_start : text.index(END)].strip()
 
 
+def with_table(text: str, table: str) -> str:
+    """``text`` with ``table`` between its markers, whatever was there (nothing, or an older table)."""
+    body = text.index("\n", text.index(START)) + 1
+    return text[:body] + table + "\n" + text[text.index(END) :]
+
+
 def generated() -> str:
     return HEADER + "\n" + "\n".join(rows_from_csv())
 
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     table = generated()
     if args.write:
         text = README.read_text()
-        README.write_text(text.replace(table_in(text), table))
+        README.write_text(with_table(text, table))
     print(table)
     return 0
 
