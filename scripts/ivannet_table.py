@@ -14,13 +14,14 @@ A run with no metrics.json yet is listed with the epochs it has done.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+import doc_table  # noqa: E402
 
 from handgestures.analysis.falls import fall_text  # noqa: E402
 from handgestures.analysis.runs import load_run, read_epochs  # noqa: E402
@@ -101,32 +102,21 @@ def rows() -> list[str]:
     return [line for _, line in sorted(found)]
 
 
-def with_table(text: str, table: str) -> str:
-    """``text`` with ``table`` between its markers, whatever was there (nothing, or an older table)."""
-    body = text.index("\n", text.index(START)) + 1
-    return text[:body] + table + "\n" + text[text.index(END) :]
-
-
 def generated() -> str:
     return HEADER + "\n|" + "---|" * HEADER.count(" | ") + "---|\n" + "\n".join(rows())
 
 
 def table_in(text: str) -> str:
     """The table between the document's markers (marker lines excluded)."""
-    start = text.index(START)
-    return text[text.index("\n", start) + 1 : text.index(END)].strip()
+    return doc_table.table_in(text, START, END)
+
+
+def with_table(text: str, table: str) -> str:
+    return doc_table.with_table(text, table, START, END)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help="replace the table in docs/study.md")
-    args = parser.parse_args(argv)
-    table = generated()
-    if args.write:
-        text = DOC.read_text()
-        DOC.write_text(with_table(text, table))
-    print(table)
-    return 0
+    return doc_table.cli(__doc__.split("\n\n")[0], DOC, START, END, generated, argv)
 
 
 if __name__ == "__main__":

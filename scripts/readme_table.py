@@ -10,12 +10,15 @@ slides' test accuracy.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import doc_table  # noqa: E402
+
 README = ROOT / "README.md"
 RESULTS_DIR = ROOT / "results" / "study"  # where the report of the real-data study lives
 TABLE_FILES = {"base": RESULTS_DIR / "table_base.csv", "augmented": RESULTS_DIR / "table_augmented.csv"}
@@ -64,15 +67,11 @@ def rows_from_csv() -> list[str]:
 
 def table_in(text: str) -> str:
     """The table between the README's markers (marker lines excluded)."""
-    start = text.index(START)
-    body_start = text.index("\n", start) + 1
-    return text[body_start : text.index(END)].strip()
+    return doc_table.table_in(text, START, END)
 
 
 def with_table(text: str, table: str) -> str:
-    """``text`` with ``table`` between its markers, whatever was there (nothing, or an older table)."""
-    body = text.index("\n", text.index(START)) + 1
-    return text[:body] + table + "\n" + text[text.index(END) :]
+    return doc_table.with_table(text, table, START, END)
 
 
 def generated() -> str:
@@ -80,17 +79,9 @@ def generated() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help="replace the table in README.md")
-    args = parser.parse_args(argv)
     if not rows_from_csv():
         sys.exit(f"no study rows: expected {', '.join(str(p.relative_to(ROOT)) for p in TABLE_FILES.values())}")
-    table = generated()
-    if args.write:
-        text = README.read_text()
-        README.write_text(with_table(text, table))
-    print(table)
-    return 0
+    return doc_table.cli(__doc__.split("\n\n")[0], README, START, END, generated, argv)
 
 
 if __name__ == "__main__":
