@@ -10,6 +10,14 @@ validation images (the same definition as ``handgestures.training.health``), the
 absolute logit there, and the epoch's seconds. Rows are flushed as they come, so a stopped run
 keeps every finished epoch.
 
+After each epoch's row the model and its optimizer are saved to ``OUT/last.keras`` (its epoch in
+``last.json``); the same command run again resumes after that epoch, dropping a row written after
+it (``--restart`` starts over). The weights and the optimizer resume exactly; the augmentation
+stream does not: the legacy iterator reseeds NumPy from ``seed + total_batches_seen`` before
+every batch, and Keras reads one batch and reshuffles when ``fit`` starts, so a resumed run sets
+that count (new draws, not epoch 1's again) and is not bit-identical to an uninterrupted one.
+``--limit N`` trains on the first N training images (a quick check of the script).
+
     python scripts/keras_health.py --peer PEER.py --data DATA/fingers/train --out OUT \
         --model ivannet --aug --epochs 30 [--seed 0]
 """
@@ -42,6 +50,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", type=int, default=64)
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N training images")
+    parser.add_argument("--restart", action="store_true", help="start over even if OUT holds a stopped run")
     args = parser.parse_args()
 
     peer = load_peer(args.peer)
@@ -52,13 +62,31 @@ def main() -> None:
     keras.utils.set_random_seed(args.seed)
     x, y = peer.load(args.data)
     (xtr, ytr), (xva, yva), _ = peer.split(x, y)
-    model = {"carlosnet": peer.carlosnet, "ivannet": peer.ivannet}[args.model]()
-    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    xtr, ytr = xtr[: args.limit], ytr[: args.limit]
+    out = Path(args.out)
+    saved, rows_file = out / "last.keras", out / "epochs.csv"
+    done, state = 0, out / "last.json"  # last.json: the epoch last.keras ends, written after it
+    if state.is_file() and saved.is_file() and rows_file.is_file() and not args.restart:
+        done = int(json.loads(state.read_text())["epoch"])
+        with rows_file.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            kept, header = [r for r in reader if int(r["epoch"]) <= done], reader.fieldnames
+        with rows_file.open("w", newline="") as fh:  # a row whose model was not saved: that epoch runs again
+            writer = csv.DictWriter(fh, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(kept)
+    if done:
+        model = keras.models.load_model(saved)  # weights and optimizer state after epoch `done`
+        print(f"resuming {out} after epoch {done}", flush=True)
+    else:
+        model = {"carlosnet": peer.carlosnet, "ivannet": peer.ivannet}[args.model]()
+        model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
     aug = dict(horizontal_flip=True, vertical_flip=True, rotation_range=90, width_shift_range=0.2,
                height_shift_range=0.2, zoom_range=0.2) if args.aug else {}  # fmt: skip
     flow = ImageDataGenerator(rescale=1 / 255, **aug).flow(
         xtr, keras.utils.to_categorical(ytr, 6), batch_size=32, shuffle=True, seed=args.seed
     )
+    flow.total_batches_seen = done * len(flow)  # new draws, not epoch 1's again (see the module's docstring)
     val = (xva / 255, keras.utils.to_categorical(yva, 6))
     probe = xva[: args.probe] / 255
     relus = [layer for layer in model.layers if getattr(layer, "activation", None) is keras.activations.relu]
@@ -70,16 +98,18 @@ def main() -> None:
     last = model.layers[-1]
     taps = keras.Model(model.inputs, [layer.output for layer in relus] + [last.input])
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({**vars(args), "keras": keras.__version__,
-                                              "backend": keras.backend.backend()}, indent=2))  # fmt: skip
+    info = {**vars(args), "keras": keras.__version__, "backend": keras.backend.backend()}
+    if done:
+        info = {**json.loads((out / "run.json").read_text()), "resumed_after": done}
+    (out / "run.json").write_text(json.dumps(info, indent=2))
     fields = ["epoch", "train/loss", "train/acc", "val/loss", "val/acc", *[f"dead/{n}" for n in names],
               "max_abs_logit", "seconds"]  # fmt: skip
-    fh = (out / "epochs.csv").open("w", newline="")
+    fh = rows_file.open("a" if done else "w", newline="")
     writer = csv.DictWriter(fh, fieldnames=fields)
-    writer.writeheader()
-    fh.flush()
+    if not done:
+        writer.writeheader()
+        fh.flush()
 
     class Rows(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -104,8 +134,12 @@ def main() -> None:
             writer.writerow(row)
             fh.flush()
             os.fsync(fh.fileno())
+            model.save(out / "next.keras")
+            os.replace(out / "next.keras", saved)
+            (out / "next.json").write_text(json.dumps({"epoch": epoch + 1}))
+            os.replace(out / "next.json", state)
 
-    model.fit(flow, epochs=args.epochs, validation_data=val, callbacks=[Rows()], verbose=0)
+    model.fit(flow, epochs=args.epochs, initial_epoch=done, validation_data=val, callbacks=[Rows()], verbose=0)
     fh.close()
 
 
