@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import platform
 import sys
 from typing import Any
 
@@ -100,6 +101,29 @@ def native_bf16(device: str) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo's first ``model name``), else the platform's word for it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware() -> dict[str, Any]:
+    """What a run's numbers depend on besides its config, for metrics.json: CPU, bf16 support, GPU, threads, torch.
+
+    bf16-mixed numbers differ between a CPU with native bf16 and one without, and between CPU
+    kinds (docs/bf16.md), so the record says which machine made them.
+    """
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cpu_native_bf16": native_bf16("cpu"), "gpu": gpu,
+            "threads": torch.get_num_threads(), "torch": torch.__version__}  # fmt: skip
 
 
 def resolve_precision(precision: Any, accelerator: Any = "auto") -> str:

@@ -23,6 +23,7 @@ from handgestures.inference.predictor import load_predictor
 from handgestures.inference.preprocess import decode, to_tensor
 from handgestures.models import build_net
 from handgestures.runfolder.checkpoints import resolve_checkpoint
+from handgestures.runtime import cpu_model, native_bf16
 from handgestures.training.checkpoint import load_module
 from handgestures.training.module import HandGestureClassifier
 
@@ -301,3 +302,23 @@ def test_a_checkpoint_from_before_self_description_is_completed_from_its_run_fol
     module, description = load_module(old)
     assert description["net_spec"]["_target_"] == OmegaConf.load(tiny_run / "config.yaml").model._target_
     assert torch.equal(module.net.classifier[1].weight, raw["state_dict"]["net.classifier.1.weight"])
+
+
+def test_metrics_json_and_the_model_card_say_which_machine_trained_the_run(tiny_run):
+    machine = json.loads((tiny_run / "metrics.json").read_text())["hardware"]
+    assert machine["cpu"] == cpu_model() and machine["cpu"] not in ("", "unknown")
+    assert machine["cpu_native_bf16"] is native_bf16("cpu") and machine["torch"] == torch.__version__
+    assert isinstance(machine["threads"], int) and machine["threads"] >= 1
+    assert machine["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    bf16 = "native bf16" if machine["cpu_native_bf16"] else "no native bf16"
+    card = (tiny_run / "MODEL_CARD.md").read_text()
+    assert f"- hardware: {machine['cpu']} ({bf16}); {machine['threads']} threads; torch {torch.__version__}" in card
+
+
+def test_cpu_model_falls_back_to_the_platform_without_proc_cpuinfo(monkeypatch):
+    def no_file(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr("builtins.open", no_file)
+    monkeypatch.setattr("platform.processor", lambda: "some-cpu")
+    assert cpu_model() == "some-cpu"

@@ -304,7 +304,8 @@ def test_a_row_that_never_fell_says_so_and_a_row_of_mixed_precisions_is_a_proble
         folder = runs / f"ivannet-augmented-seed{seed}"
         write_run(folder, "ivannet", "augmented", seed, test_acc=0.9)
         record = json.loads((folder / "metrics.json").read_text())
-        record.update(collapse=None, last_checkpoint_usable=True, precision=precision)
+        record.update(collapse=None, last_checkpoint_usable=True, precision=precision,
+                      hardware={"cpu": f"CPU {seed}", "gpu": None, "threads": seed + 1})  # fmt: skip
         (folder / "metrics.json").write_text(json.dumps(record))
     write_run(runs / "ivannet-base-seed0", "ivannet", "base", 0, test_acc=0.9)  # before the guard: unrecorded
     record = json.loads((runs / "ivannet-base-seed0" / "metrics.json").read_text())
@@ -317,6 +318,9 @@ def test_a_row_that_never_fell_says_so_and_a_row_of_mixed_precisions_is_a_proble
     assert "ivannet-base row" not in problems  # one precision
     rows = {r["row"]: r for r in read_csv(tmp_path / "out" / "table_augmented.csv") if r["metric"] == "test/acc"}
     assert rows["IvanNet"]["precision"] == "32-true; bf16-mixed" and rows["IvanNet"]["fell_to_chance"] == "0 of 3"
+    machines = {r["seed"]: (r["cpu"], r["threads"]) for r in read_csv(tmp_path / "out" / "runs.csv")
+                if r["data"] == "augmented"}  # fmt: skip
+    assert machines == {"0": ("CPU 0", "1"), "1": ("CPU 1", "2"), "2": ("CPU 2", "3")}
 
 
 def test_consecutive_epochs_at_chance_are_one_fall():

@@ -323,6 +323,8 @@ def run_row(run: Run) -> dict[str, Any]:
            "not_comparable_because": "; ".join(run.not_comparable)}  # fmt: skip
     row.update({k: run.info.get(k) for k in RUN_FIELDS})
     row["fell_to_chance"] = fall_text(run, markdown=False)
+    machine = run.info.get("hardware") or {}  # absent in runs made before it was recorded
+    row.update(cpu=machine.get("cpu"), gpu=machine.get("gpu"), threads=machine.get("threads"))
     return {**row, **run.info.get("metrics", {}), "error": run.error}
 
 

@@ -101,6 +101,17 @@ def _parameter_count(model_cfg: dict[str, Any]) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+def _hardware_lines(machine: dict[str, Any] | None) -> list[str]:
+    """Where the run trained (metrics.json's ``hardware``; absent in runs from before it was recorded)."""
+    if not machine:
+        return []
+    bf16 = "native bf16" if machine.get("cpu_native_bf16") else "no native bf16"
+    gpu = f"; GPU {machine['gpu']}" if machine.get("gpu") else ""
+    return [
+        f"- hardware: {machine.get('cpu')} ({bf16}){gpu}; {machine.get('threads')} threads; torch {machine.get('torch')}"
+    ]
+
+
 def _network_lines(model_cfg: dict[str, Any]) -> list[str]:
     """The card's "Network" section: the class, its arguments and parameters, its input and output."""
     args = ", ".join(f"{k}={v}" for k, v in model_cfg.items() if k != "_target_")
@@ -145,6 +156,7 @@ def model_card(run_dir: str | Path) -> str:
         f"seed {config.get('seed')}; {config.get('epochs')} epochs configured, {metrics_all.get('epochs_run')} run; "
         f"batch {config.get('batch_size')}; SGD lr {config.get('optimizer', {}).get('lr')}; "
         f"precision {metrics_all.get('precision') or config['trainer'].get('precision')}",
+        *_hardware_lines(metrics_all.get("hardware")),
         f"- best checkpoint: `{Path(metrics_all.get('best_checkpoint') or 'none').name}` "
         f"(validation accuracy {metrics_all.get('best_val_acc')})",
         "",

@@ -30,6 +30,7 @@ from handgestures.runfolder.resume import FollowMovedFolder, RandomStates, prepa
 from handgestures.runtime import (  # noqa: F401  (re-exported: these lived here)
     AUTO_PRECISION,
     configure_process,
+    hardware,
     keep_freed_memory,
     native_bf16,
     resolve_config_precision,
@@ -163,6 +164,7 @@ def train(cfg: DictConfig, started_at: float | None = None) -> dict[str, float]:
         rr.KEY_BEST_CHECKPOINT: rr.in_folder(best, out_dir),
         rr.KEY_BEST_VAL_ACC: float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
         "data_source": datamodule.data.source if datamodule.data is not None else None,
+        "hardware": hardware(),  # CPU, bf16 support, GPU, threads, torch: what else the numbers depend on
         "fit_seconds": round(fit_seconds, 2),
         "startup_seconds": round(timer.first_step_at - started_at, 2) if timer.first_step_at else None,
         "train_images_per_second": round(trained_images(trainer, datamodule) / fit_seconds, 1),
