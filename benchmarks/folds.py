@@ -19,8 +19,9 @@ import time
 
 import torch
 
-from handgestures.data.folds import _groups_memo, groups_of, make_fold_split
+from handgestures.data.folds import make_fold_split
 from handgestures.data.sources import load_images
+from handgestures.data.stored_groups import _groups_memo, groups_of
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def test_too_many_folds_and_a_bad_fold_are_refused_with_what_to_do(data):
 
 
 def test_the_grouping_is_computed_once_per_dataset(data, monkeypatch):
-    import handgestures.data.folds as folds
+    import handgestures.data.stored_groups as folds
 
     calls = []
     real = folds.near_duplicate_groups
@@ -94,7 +94,7 @@ def test_the_grouping_is_computed_once_per_dataset(data, monkeypatch):
 def test_the_grouping_is_reused_from_beside_the_image_cache_by_another_process(data, monkeypatch, tmp_path):
     import dataclasses
 
-    import handgestures.data.folds as folds
+    import handgestures.data.stored_groups as folds
 
     cached = dataclasses.replace(data, cache_file=tmp_path / "hands-abc.pt")
     calls = []

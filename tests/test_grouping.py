@@ -155,3 +155,28 @@ def test_split_csv_lists_every_image_once_with_its_split(tmp_path):
             assert r["file"].endswith(f"_{r['class']}{r['hand']}.png")
         groups = {r["group"] for r in rows}
         assert groups == {""} if kind == "random" else "" not in groups
+
+
+def test_a_grouped_split_groups_the_images_once_and_another_process_reads_the_stored_groups(tmp_path, monkeypatch):
+    import handgestures.data.stored_groups as stored
+
+    root = write_fingers_folder(tmp_path / "imgs", per_stratum=6)
+    calls = []
+    real = stored.near_duplicate_groups
+    monkeypatch.setattr(stored, "near_duplicate_groups", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(stored, "_groups_memo", {})
+
+    def grouped():
+        dm = FingersDataModule(root=str(root), cache_dir=str(tmp_path / "cache"), split="grouped", huge_pages=False)
+        dm.setup()
+        return dm
+
+    first = grouped()
+    assert len(calls) == 1 and len(list((tmp_path / "cache").glob("groups-*.pt"))) == 1
+    computed, groups = make_split(first.data, "grouped", seed=0, grouping=first.grouping)  # grouping here, not stored
+    assert torch.equal(groups, first.groups)
+    assert all(torch.equal(computed[k], first.split_indices[k]) for k in SPLITS)
+    monkeypatch.setattr(stored, "_groups_memo", {})  # another process: the stored copy, not a second grouping
+    second = grouped()
+    assert len(calls) == 1 and torch.equal(second.groups, first.groups)
+    assert all(torch.equal(second.split_indices[k], first.split_indices[k]) for k in SPLITS)

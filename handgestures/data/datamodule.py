@@ -36,6 +36,7 @@ from handgestures.data.problems import check_splits
 from handgestures.data.samplers import EpochBatchSampler, EpochShuffle, SequentialBatches, distributed_batches
 from handgestures.data.sources import load_images
 from handgestures.data.split import SPLITS
+from handgestures.data.stored_groups import groups_of
 from handgestures.runtime import back_with_huge_pages
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ class FingersDataModule(L.LightningDataModule):
                 data, self.folds, self.fold, self.split_seed, self.grouping
             )
         else:
-            self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping)
+            groups = groups_of(data, self.grouping) if self.split == "grouped" else None  # stored: computed once
+            self.split_indices, self.groups = make_split(data, self.split, self.split_seed, self.grouping, groups)
         check_splits(self.split_indices, data.labels)
         self.splits = {k: IndexedImages(data, idx) for k, idx in self.split_indices.items()}
         if self.augmentation:

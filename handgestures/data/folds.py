@@ -9,32 +9,24 @@ take it) and the rest trains, so no group spans two of train, val and test. Ever
 function of the images, the grouping parameters, K and the split seed: every fold of one
 fold set sees the same folds.
 
-The grouping is computed once per data set and grouping parameters (:func:`groups_of`: kept
-in memory and beside the image cache entry), so the K runs of a sweep group the images once,
-in one process or in several; the decoded images come from the shared image cache as for any
-run.
+The grouping is computed once per data set and grouping parameters
+(:func:`handgestures.data.stored_groups.groups_of`: kept in memory and beside the image cache
+entry), so the K runs of a sweep group the images once, in one process or in several; the
+decoded images come from the shared image cache as for any run.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from handgestures.data.cache import load_entry, save_entry
-from handgestures.data.grouping import DEFAULT_THUMBNAIL, near_duplicate_groups, strata_of, thumbnails
+from handgestures.data.grouping import strata_of
 from handgestures.data.split import SPLITS
-
-log = logging.getLogger(__name__)
+from handgestures.data.stored_groups import groups_of
 
 VAL_FRACTION = 1 / 6  # of each (class, hand): the single splits' validation share
-_groups_memo: dict[str, torch.Tensor] = {}
 
 
 def _deal(sizes: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -93,37 +85,6 @@ def fold_split(labels: torch.Tensor, hands: torch.Tensor | None, groups: torch.T
         where = _deal(sizes, torch.tensor([len(members) - n_val, n_val], dtype=torch.float64), gen)
         split_of[members] = where[inverse]
     return {name: torch.nonzero(split_of == i).flatten() for i, name in enumerate(SPLITS)}
-
-
-def groups_of(data: Any, grouping: Mapping[str, Any] | None) -> torch.Tensor:
-    """The near-duplicate groups of ``data`` (an ImageSet), computed once per data set and parameters.
-
-    Kept in memory for the process and, when the images came from the image cache, on disk
-    beside their entry (``groups-<entry>-<key>.pt``, a few hundred KB), so the K fold runs of
-    a sweep group the images once whether they share a process (the basic launcher) or not
-    (joblib, Slurm, separate commands). A copy that cannot be read or written is recomputed.
-    """
-    grouping = dict(grouping or {})
-    key = hashlib.blake2b(
-        json.dumps([data.source, len(data), data.labels.tolist(), data.hands.tolist(), data.names,
-                    sorted(grouping.items())], default=str).encode(), digest_size=16,
-    ).hexdigest()  # fmt: skip
-    if key in _groups_memo:
-        return _groups_memo[key]
-    entry = getattr(data, "cache_file", None)
-    stored = Path(entry).with_name(f"groups-{Path(entry).stem}-{key}.pt") if entry else None
-    blob = load_entry(stored) if stored is not None else None
-    groups = blob.get("groups") if blob is not None else None
-    if not (isinstance(groups, torch.Tensor) and groups.dtype == torch.int64 and groups.shape == (len(data),)):
-        start = time.perf_counter()
-        log.info("grouping %d images into near-duplicate groups (once per data set and parameters) ...", len(data))
-        thumbs = thumbnails(data.images, int(grouping.pop("thumbnail", DEFAULT_THUMBNAIL)))
-        groups = near_duplicate_groups(thumbs, data.labels, data.hands, **grouping)
-        log.info("%d groups in %.1f s", int(groups.max()) + 1 if len(groups) else 0, time.perf_counter() - start)
-        if stored is not None:
-            save_entry(stored, {"groups": groups})
-    _groups_memo[key] = groups
-    return groups
 
 
 def make_fold_split(data: Any, folds: int, fold: int, seed: int, grouping: Mapping[str, Any] | None

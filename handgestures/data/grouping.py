@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -196,25 +197,34 @@ def grouped_split(
 
 
 def make_split(
-    data, kind: str = "random", seed: int = 0, grouping: dict | None = None
+    data, kind: str = "random", seed: int = 0, grouping: dict | None = None, groups: torch.Tensor | None = None
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The split indices of ``data`` (an ImageSet) and its group ids (None for the random split).
 
-    ``grouping`` holds ``threshold``, ``thumbnail``, ``max_group`` and ``neighbours``.
+    ``grouping`` holds ``threshold``, ``thumbnail``, ``max_group`` and ``neighbours``; ``groups``,
+    when given, are the groups those parameters make (the DataModule passes the stored ones,
+    :mod:`handgestures.data.stored_groups`), else they are computed here.
     """
     if kind not in SPLIT_KINDS:
         raise ValueError(f"data.split must be one of {list(SPLIT_KINDS)}, got {kind!r}")
     if kind == "random":
         return stratified_split(data.labels, data.hands, seed=seed, together=getattr(data, "twins", None)), None
+    grouping = check_grouping(grouping)
+    if groups is None:
+        thumbs = thumbnails(data.images, int(grouping.pop("thumbnail", DEFAULT_THUMBNAIL)))
+        groups = near_duplicate_groups(thumbs, data.labels, data.hands, **grouping)
+    return grouped_split(data.labels, data.hands, groups, seed=seed), groups
+
+
+def check_grouping(grouping: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``data.grouping`` as a dict, with an error naming any key the grouping does not take."""
     grouping = dict(grouping or {})
     unknown = set(grouping) - {"threshold", "thumbnail", "max_group", "neighbours"}
     if unknown:
         raise ValueError(
             f"unknown data.grouping keys {sorted(unknown)}; expected threshold, thumbnail, max_group, neighbours"
         )
-    thumbs = thumbnails(data.images, int(grouping.pop("thumbnail", DEFAULT_THUMBNAIL)))
-    groups = near_duplicate_groups(thumbs, data.labels, data.hands, **grouping)
-    return grouped_split(data.labels, data.hands, groups, seed=seed), groups
+    return grouping
 
 
 def split_table(names, labels, hands, split_indices: dict[str, torch.Tensor], groups=None, folds=None) -> list[dict]:
