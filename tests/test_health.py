@@ -121,3 +121,37 @@ def test_a_collapse_writes_the_steps_and_names_the_layer(collapsed_run):
     assert [int(r["step"]) for r in steps] == list(range(1, 7))
     assert all(float(r["grad_norm/conv1"]) == 0.0 for r in steps[3:]) and float(steps[0]["grad_norm/conv1"]) > 0
     assert (diagnosis["epoch"], diagnosis["step"]) == (2, 4)  # conv1 died at the first step of epoch 2
+
+
+def test_a_run_resumed_from_a_checkpoint_saved_at_an_epochs_last_batch_keeps_its_health_rows(tmp_path):
+    """A per-step checkpoint that ends an epoch (scripts/ivannet_replay.py resumes from one, and SIGTERM in an
+    epoch's last batch saves one) is restored without Lightning's epoch-start hook: the epoch still ends cleanly."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    out = tmp_path / "run"
+    every = ["+callbacks.every_epoch._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+             f"+callbacks.every_epoch.dirpath={out}/checkpoints/epochs", "+callbacks.every_epoch.monitor=null",
+             "+callbacks.every_epoch.save_top_k=-1", "+callbacks.every_epoch.every_n_train_steps=3",
+             "+callbacks.every_epoch.filename='step{step}'", "+callbacks.every_epoch.auto_insert_metric_name=false"]  # fmt: skip
+    env = {**os.environ, "HANDGESTURES_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    args = [*TINY, "epochs=2", "trainer.limit_train_batches=3", "trainer.precision=32-true", *every,
+            f"hydra.run.dir={out}", "trainer.enable_progress_bar=false"]  # fmt: skip
+    subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, check=True, capture_output=True)
+    first = list(csv.DictReader((out / "epochs.csv").open()))
+    shutil.copy2(out / "checkpoints" / "epochs" / "step3.ckpt", out / "checkpoints" / "last.ckpt")  # end of epoch 1
+    with (out / "epochs.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(first[0]))
+        writer.writeheader()
+        writer.writerow(first[0])
+    (out / "metrics.json").unlink()
+    again = subprocess.run([sys.executable, "train.py", f"resume={out}", "trainer.enable_progress_bar=false"],
+                           cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = list(csv.DictReader((out / "epochs.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["grad_norm/conv1"]) > 0 and rows[1]["dead/conv1"] == first[1]["dead/conv1"]

@@ -205,6 +205,10 @@ class TrainingHealth(L.Callback):
         losses = torch.stack(self._losses).cpu().tolist() if self._losses else []
         names = list(self._params)
         first = trainer.global_step - len(self._norms) + 1
+        if (
+            not self._epochs
+        ):  # resumed from a checkpoint saved at the epoch's last batch: Lightning skips its start hook
+            self._epochs.append([])
         self._epochs[-1].extend(
             {"epoch": epoch, "step": first + i, "loss": losses[i] if i < len(losses) else math.nan,
              **{f"grad_norm/{n}": float(v) for n, v in zip(names, norms[i].tolist())}}
