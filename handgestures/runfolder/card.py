@@ -237,8 +237,8 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
         precision = str((config.get("trainer") or {}).get("precision", ""))
         lines.append(f"- trained in {precision}: " + (
             "the default for this recipe, as the study trained it" if precision == "32-true" else
-            "under bf16 this recipe's training loss jumps and its first convolutions can die in one epoch, "
-            "where fp32 from the same state does not; retrain with `trainer.precision=32-true` (the default)"
+            "2 of 6 bf16 runs of this recipe fell to chance and one lost most of its first convolutions in an "
+            "epoch, against none of the fp32 runs so far; retrain with `trainer.precision=32-true` (the default)"
         ) + "; its validation accuracy can still spike down for an epoch in either precision "
             "(docs/study.md, 'IvanNet on the augmented data')")  # fmt: skip
     return [*lines, ""]
