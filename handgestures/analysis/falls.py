@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-STATUS_DONE = "done"
+from handgestures.runfolder.record import STATUS_DONE
 
 
 def recorded(run: Any) -> bool:
@@ -57,16 +57,21 @@ def fall_text(run: Any, markdown: bool = True) -> str:
     return (f"**{text}**" if markdown else text) + (", never recovered" if never_recovered(run) else ", recovered")
 
 
-def fall_rate(runs: list[Any]) -> str:
-    """A row's falls: '0 of 3', '1 of 3 (1 never recovered)', '1 of 2 (1 unrecorded)', '' with no record at all."""
+def fall_counts(runs: list[Any]) -> tuple[str, list[str]]:
+    """A row's falls as ('1 of 3', ['1 never recovered', ...]); ('', []) with no record at all."""
     done = [r for r in runs if r.status == STATUS_DONE]
     known = [r for r in done if recorded(r)]
     if not known:
-        return ""
-    text = f"{sum(map(fell, known))} of {len(known)}"
+        return "", []
     notes = []
     if stayed := sum(map(never_recovered, known)):
         notes.append(f"{stayed} never recovered")
     if len(done) > len(known):
         notes.append(f"{len(done) - len(known)} unrecorded")
-    return text + (f" ({', '.join(notes)})" if notes else "")
+    return f"{sum(map(fell, known))} of {len(known)}", notes
+
+
+def fall_rate(runs: list[Any]) -> str:
+    """A row's falls: '0 of 3', '1 of 3 (1 never recovered)', '1 of 2 (1 unrecorded)', '' with no record at all."""
+    count, notes = fall_counts(runs)
+    return count + (f" ({', '.join(notes)})" if notes else "")

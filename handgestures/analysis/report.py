@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handgestures.analysis.falls import fall_rate, fall_text
+from handgestures.analysis.falls import fall_counts, fall_rate, fall_text
 from handgestures.analysis.runs import (  # noqa: F401  (re-exported: they lived here)
     RUN_NAME,
     Run,
@@ -110,10 +110,10 @@ def row_status(runs: list[Run]) -> str:
     notes = [f"n={counts['done']}"]
     notes += [f"**{counts[s]} {label}**" for s, label in (("failed", "failed"), ("trained", "not evaluated"),
               ("incomplete", "incomplete"), ("unreadable", "unreadable")) if counts[s]]  # fmt: skip
-    rate, _, more = fall_rate(runs).partition(" (")  # the collapse guard's record: values stay the best checkpoint's
-    if rate:
-        said = f"{rate} fell to chance" if rate.startswith("0 of") else f"**{rate} fell to chance**"
-        notes.append(said + (f" ({more}" if more else ""))
+    count, more = fall_counts(runs)  # the collapse guard's record: the values stay the best checkpoint's
+    if count:
+        said = f"{count} fell to chance" if count.startswith("0 of") else f"**{count} fell to chance**"
+        notes.append(said + (f" ({', '.join(more)})" if more else ""))
     return "; ".join(notes)
 
 
