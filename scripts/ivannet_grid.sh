@@ -7,15 +7,18 @@
 #   OMP_NUM_THREADS=1 scripts/ivannet_grid.sh DATA OUT 0:32-true:random 1:bf16-mixed:grouped:base ...
 #
 # DATA: the Fingers train/ folder; OUT: where the run folders go; each further argument is
-# seed:precision:split[:dataset], the dataset `augmented` (the default) or `base`.
+# seed:precision:split[:dataset[:optimizer]], the dataset `augmented` (the default) or `base`, the
+# optimizer a conf/optimizer/ name: `sgd` (the default, the study's) or `sgd_clipped` (the folder
+# name then ends in -sgd_clipped).
 set -uo pipefail
 data=$1 out=$2
 shift 2
 cd "$(dirname "$0")/.."
 for spec in "$@"; do
-  IFS=: read -r seed precision split dataset <<<"$spec"
-  dataset=${dataset:-augmented}
+  IFS=: read -r seed precision split dataset optimizer <<<"$spec"
+  dataset=${dataset:-augmented} optimizer=${optimizer:-sgd}
   dir="$out/ivannet-$dataset-$split-seed$seed-$precision"
+  [[ $optimizer == sgd ]] || dir="$dir-$optimizer"
   if [[ -f $dir/metrics.json ]] && grep -q '"status": "done"' "$dir/metrics.json"; then
     echo "== $dir: done, skipped"
     continue
@@ -25,7 +28,7 @@ for spec in "$@"; do
     python train.py resume="$dir" trainer.enable_progress_bar=false
   else
     echo "== $dir: starting ($(date -u +%FT%TZ))"
-    python train.py model=ivannet data="$dataset" seed="$seed" trainer.precision="$precision" \
+    python train.py model=ivannet data="$dataset" optimizer="$optimizer" seed="$seed" trainer.precision="$precision" \
       data.split="$split" data.root="$data" trainer.enable_progress_bar=false \
       +callbacks.every_epoch._target_=lightning.pytorch.callbacks.ModelCheckpoint \
       "+callbacks.every_epoch.dirpath=$dir/checkpoints/epochs" \

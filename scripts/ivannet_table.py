@@ -87,11 +87,13 @@ def row_of(folder: Path, note: str, health: dict[str, dict[int, dict[str, float]
     epochs_cell = f"{len(epochs)}" if done else f"{len(epochs)} of {configured} (unfinished)"
     metrics = run.metrics
     dead = most_dead(epochs, health.get(folder.name, {}) if not note else {})  # health_epochs.csv: runs/ only
-    cells = [str(run.seed), split, precision + (f" ({note})" if note else ""), epochs_cell,
+    clip = (run.config.get("trainer") or {}).get("gradient_clip_val")  # optimizer=sgd_clipped: not the slides' SGD
+    setting = precision + (f", gradients clipped at {clip:g}" if clip else "") + (f" ({note})" if note else "")
+    cells = [str(run.seed), split, setting, epochs_cell,
              fall_text(run, markdown=False) if done else "—", deepest_fall(epochs), dead,
              best_epoch(epochs) if epochs else "—",
              f"{metrics['test/acc']:.4f}" if done else "—", f"{metrics['test_aug/acc']:.4f}" if done else "—"]  # fmt: skip
-    order = (split != "random", bool(note), precision != "32-true", run.seed)
+    order = (split != "random", bool(note), bool(clip), precision != "32-true", run.seed)
     return order, "| " + " | ".join(cells) + " |"
 
 

@@ -13,7 +13,14 @@ from helpers import TINY, compose_train
 
 import handgestures.training.train as train_module
 from handgestures.models import CarlosNet, IvanNet
-from handgestures.training.health import STEPS_FILE, dead_fractions, diagnose, layer_names
+from handgestures.training.health import (
+    ALL_STEPS_FILE,
+    STEPS_FILE,
+    append_steps,
+    dead_fractions,
+    diagnose,
+    layer_names,
+)
 
 
 def test_layers_are_named_in_forward_order():
@@ -84,7 +91,8 @@ class KillFirstLayer(L.Callback):
 def collapsed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("collapse")
     cfg = compose_train([*TINY, "epochs=3", "trainer.limit_train_batches=3", "trainer.precision=32-true", "optimizer.lr=0.05",
-                         "guards.collapse.min_best=0.0", "model.fused=false"], out)  # fmt: skip
+                         "guards.collapse.min_best=0.0", "model.fused=false",
+                         "callbacks.training_health.write_steps=true"], out)  # fmt: skip
     build = train_module.build_run
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HANDGESTURES_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
@@ -121,6 +129,34 @@ def test_a_collapse_writes_the_steps_and_names_the_layer(collapsed_run):
     assert [int(r["step"]) for r in steps] == list(range(1, 7))
     assert all(float(r["grad_norm/conv1"]) == 0.0 for r in steps[3:]) and float(steps[0]["grad_norm/conv1"]) > 0
     assert (diagnosis["epoch"], diagnosis["step"]) == (2, 4)  # conv1 died at the first step of epoch 2
+
+
+def test_write_steps_keeps_every_step_and_the_epoch_means_are_its_means(collapsed_run):
+    steps = list(csv.DictReader((collapsed_run / ALL_STEPS_FILE).open()))
+    assert [int(r["step"]) for r in steps] == list(range(1, 10)) and [int(r["epoch"]) for r in steps] == [1] * 3 + [
+        2
+    ] * 3 + [3] * 3
+    kept = list(csv.DictReader((collapsed_run / STEPS_FILE.format(epoch=2)).open()))
+    assert steps[:6] == kept  # the same rows the collapse file holds
+    epochs = list(csv.DictReader((collapsed_run / "epochs.csv").open()))
+    for epoch, row in enumerate(epochs, start=1):
+        mine = [float(r["grad_norm/out"]) for r in steps if int(r["epoch"]) == epoch]
+        assert math.isclose(sum(mine) / len(mine), float(row["grad_norm/out"]), rel_tol=1e-6)
+
+
+def test_append_steps_replaces_an_epoch_written_before(tmp_path):
+    """A run killed after writing an epoch's steps and resumed from the checkpoint before writes them once."""
+    path = tmp_path / ALL_STEPS_FILE
+    first = [{"epoch": 1, "step": 1, "loss": 1.5}, {"epoch": 1, "step": 2, "loss": 1.4}]
+    append_steps(path, 1, first)
+    append_steps(path, 2, [{"epoch": 2, "step": 3, "loss": 1.3}])
+    append_steps(path, 2, [{"epoch": 2, "step": 3, "loss": 1.2}])  # epoch 2 again, after a resume
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["epoch"], r["step"], r["loss"]) for r in rows] == [
+        ("1", "1", "1.5"),
+        ("1", "2", "1.4"),
+        ("2", "3", "1.2"),
+    ]
 
 
 def test_a_run_resumed_from_a_checkpoint_saved_at_an_epochs_last_batch_keeps_its_health_rows(tmp_path):

@@ -264,6 +264,10 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
     card = model_card(run)
     assert "- trained in 32-true: the default for this recipe, as the study trained it" in card
     assert "retrain" not in card and "can still spike down for an epoch in either precision" in card
+    assert "clipped" not in card
+    config.trainer.gradient_clip_val, config.trainer.gradient_clip_algorithm = 20.0, "norm"  # optimizer=sgd_clipped
+    OmegaConf.save(config, run / "config.yaml")
+    assert "SGD lr 0.01, gradients clipped at norm 20 (not the slides' plain SGD);" in model_card(run)
 
 
 def test_model_card_holds_the_run_and_a_command_that_reproduces_its_config(tiny_run):

@@ -51,6 +51,30 @@ def test_the_recipe_check_names_every_difference():
     assert recipe_differences("carlosnet", "base", {}) == ["no config.yaml"]
 
 
+def test_the_clipped_variant_and_other_optimizers_are_not_the_recipe():
+    """optimizer=sgd_clipped keeps lr and momentum; the report still says it is not the slides' SGD."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from handgestures import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        plain = compose("train", overrides=["model=ivannet", "data=augmented"])
+        clipped = compose("train", overrides=["model=ivannet", "data=augmented", "optimizer=sgd_clipped"])
+    assert plain.trainer.gradient_clip_val is None
+    assert clipped.optimizer == plain.optimizer  # the study's SGD, from conf/optimizer/sgd.yaml
+    assert clipped.trainer.gradient_clip_algorithm == "norm" and clipped.trainer.gradient_clip_val > 0
+    config = {**STUDY_CONFIG, "epochs": 30, "trainer": {**STUDY_CONFIG["trainer"],
+              **OmegaConf.to_container(clipped.trainer)}}  # fmt: skip
+    assert recipe_differences("ivannet", "augmented", config) == [
+        f"gradients clipped (norm {clipped.trainer.gradient_clip_val}), not plain SGD"
+    ]
+    adam = {**STUDY_CONFIG, "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.01, "momentum": 0.0}}
+    assert recipe_differences("carlosnet", "base", adam) == ["optimizer torch.optim.Adam, not torch.optim.SGD"]
+    decay = {**STUDY_CONFIG, "optimizer": {**STUDY_CONFIG["optimizer"], "weight_decay": 1e-4}}
+    assert recipe_differences("carlosnet", "base", decay) == ["SGD weight_decay=0.0001, nesterov=False"]
+
+
 def test_report_and_runs_csv_mark_runs_that_are_not_the_recipe(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs / "carlosnet-base-seed0", STUDY_CONFIG)

@@ -52,3 +52,19 @@ def test_a_child_of_the_launcher_inherits_its_stamp():
     code = "from handgestures.runfolder.record import run_stamp; print(run_stamp())"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert child == parent
+
+
+def test_epochs_csv_takes_new_columns_without_misplacing_a_value(tmp_path):
+    """A run resumed with a callback added (scripts/ivannet_replay.py adds training health to older runs)."""
+    from handgestures.analysis.runs import read_epochs
+    from handgestures.training.callbacks import append_row
+
+    path = tmp_path / "epochs.csv"
+    append_row(path, {"epoch": 1, "train/loss": 1.7, "seconds": 9.0})
+    append_row(path, {"epoch": 2, "train/loss": 1.5, "seconds": 8.0})
+    append_row(path, {"epoch": 3, "train/loss": 1.2, "dead/conv1": 0.25, "seconds": 7.0})
+    lines = path.read_text().splitlines()
+    assert lines[0] == "epoch,train/loss,seconds,dead/conv1" and lines[1] == "1,1.7,9.0,"
+    rows = read_epochs(path)
+    assert [r["train/loss"] for r in rows] == [1.7, 1.5, 1.2] and [r["seconds"] for r in rows] == [9.0, 8.0, 7.0]
+    assert rows[2]["dead/conv1"] == 0.25 and math.isnan(rows[0]["dead/conv1"])

@@ -69,6 +69,7 @@ STUDY_EPOCHS = {variant: int(_conf(f"data/{variant}.yaml")["epochs"]) for varian
 STUDY_BATCH_SIZE = int(_conf("train.yaml")["batch_size"])
 STUDY_LR = float(_conf("optimizer/sgd.yaml")["lr"])
 STUDY_MOMENTUM = float(_conf("optimizer/sgd.yaml")["momentum"])
+STUDY_OPTIMIZER = str(_conf("optimizer/sgd.yaml")["_target_"])  # plain SGD: no weight decay, no clipping
 STUDY_SPLIT = str(_conf("data/augmented.yaml")["data"]["split"])  # the slides' stratified 4/6-1/6-1/6 split
 BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
 
@@ -82,7 +83,8 @@ def recipe_differences(model: str, data: str, config: dict) -> list[str]:
     """Why a run (its resolved config.yaml as a dict) is not the study's recipe on the real images; [] if it is.
 
     Checked: the real Fingers images (``data.root``), the model and data variant, the epochs,
-    no batch limits, batch size, SGD learning rate and momentum, the split.
+    no batch limits, batch size, the optimizer (SGD, its learning rate and momentum, no weight
+    decay or Nesterov), no gradient clipping (``optimizer=sgd_clipped``), the split.
     """
     if not config:
         return ["no config.yaml"]
@@ -102,6 +104,15 @@ def recipe_differences(model: str, data: str, config: dict) -> list[str]:
         reasons.append(f"batch size {config['batch_size']}, not {STUDY_BATCH_SIZE}")
     if optimizer.get("lr", STUDY_LR) != STUDY_LR or optimizer.get("momentum", STUDY_MOMENTUM) != STUDY_MOMENTUM:
         reasons.append(f"SGD lr={optimizer.get('lr')}, momentum={optimizer.get('momentum')}, not 0.01 and 0")
+    if optimizer.get("_target_", STUDY_OPTIMIZER) != STUDY_OPTIMIZER:
+        reasons.append(f"optimizer {optimizer['_target_']}, not {STUDY_OPTIMIZER}")
+    if optimizer.get("weight_decay") or optimizer.get("nesterov"):
+        reasons.append(
+            f"SGD weight_decay={optimizer.get('weight_decay', 0)}, nesterov={optimizer.get('nesterov', False)}"
+        )
+    if trainer.get("gradient_clip_val"):
+        algorithm = trainer.get("gradient_clip_algorithm") or "norm"
+        reasons.append(f"gradients clipped ({algorithm} {trainer['gradient_clip_val']}), not plain SGD")
     if data_cfg.get("split", STUDY_SPLIT) != STUDY_SPLIT:
         reasons.append(f"the {data_cfg['split']} split, not the study's random one")
     return reasons

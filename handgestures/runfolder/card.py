@@ -154,7 +154,7 @@ def model_card(run_dir: str | Path) -> str:
         + ", ".join(f"{k} {sizes[k]:,}" for k in plain_sets if k in sizes),
         f"- training: {'Keras augmentation on every batch' if augmented else 'plain images (no augmentation)'}; "
         f"seed {config.get('seed')}; {config.get('epochs')} epochs configured, {metrics_all.get('epochs_run')} run; "
-        f"batch {config.get('batch_size')}; SGD lr {config.get('optimizer', {}).get('lr')}; "
+        f"batch {config.get('batch_size')}; SGD lr {config.get('optimizer', {}).get('lr')}{_clip_text(config)}; "
         f"precision {metrics_all.get('precision') or config['trainer'].get('precision')}",
         *_hardware_lines(metrics_all.get("hardware")),
         f"- best checkpoint: `{Path(metrics_all.get('best_checkpoint') or 'none').name}` "
@@ -206,6 +206,16 @@ def _largest_fall(epochs_csv: Path) -> tuple[int, float, float] | None:
         values = [(int(r["epoch"]), float(r["val/acc"])) for r in csv.DictReader(fh) if r.get("val/acc")]
     falls = [(e, before, after) for (_, before), (e, after) in zip(values, values[1:]) if after < before]
     return max(falls, key=lambda f: f[1] - f[2], default=None)
+
+
+def _clip_text(config: dict[str, Any]) -> str:
+    """``, gradients clipped ...`` when the run clipped them (``optimizer=sgd_clipped``), else ``""``."""
+    trainer = config.get("trainer") or {}
+    clip = trainer.get("gradient_clip_val")
+    if not clip:
+        return ""
+    return (f", gradients clipped at {trainer.get('gradient_clip_algorithm') or 'norm'} {clip:g} "
+            "(not the slides' plain SGD)")  # fmt: skip
 
 
 def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, Any], name: str) -> list[str]:

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -63,15 +64,38 @@ class EpochMetrics(L.Callback):
         for callback in trainer.callbacks:  # TrainingHealth's columns (dead units, gradient norms), when on
             row.update(getattr(callback, "row", None) or {})
         row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
-        path = Path(trainer.default_root_dir) / self.filename
-        new = not path.exists()
-        with path.open("a", newline="") as fh:
-            out = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                out.writeheader()
-            out.writerow(row)
+        append_row(Path(trainer.default_root_dir) / self.filename, row)
         write_curves(trainer, row, epoch)
         log_epoch(trainer, row, CURVES, epoch)  # MLflow, W&B, CSV: the same values, step = epoch
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Appends ``row`` to the CSV ``path`` (created with a header when absent).
+
+    When the row's columns differ from the file's header (a run resumed with a callback added or
+    removed, e.g. the training-health columns), the file is rewritten with the union of the
+    columns, earlier rows left empty in the new ones, so every value stays under its own name.
+    """
+    header: list[str] = []
+    if path.exists():
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+    if not header or header == list(row):
+        with path.open("a" if header else "w", newline="") as fh:
+            out = csv.DictWriter(fh, fieldnames=list(row))
+            if not header:
+                out.writeheader()
+            out.writerow(row)
+        return
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fields = [*header, *(k for k in row if k not in header)]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=fields, restval="")
+        out.writeheader()
+        out.writerows([*rows, row])
+    tmp.replace(path)
 
 
 class AugmentationGrid(L.Callback):

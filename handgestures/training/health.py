@@ -17,7 +17,9 @@ gradient norms of every step. When the collapse guard fires
 (:class:`~handgestures.training.guards.CollapseWatch`) they are written to
 ``collapse_steps_epoch<E>.csv`` in the run folder (E: the epoch of the fall), and
 :func:`diagnose` names the first layer found fully dead and the step from which it stayed dead
-(metrics.json's ``collapse.diagnosis``).
+(metrics.json's ``collapse.diagnosis``). With ``write_steps=True`` every epoch's per-step rows
+also go to ``steps.csv`` in the run folder (the norms are those before any gradient clipping, so
+the file shows which steps a ``trainer.gradient_clip_val`` acted on).
 
 Layers are named in forward order: ``conv1``, ``conv2``, ... for convolutions, ``fc1``, ... for
 hidden dense layers, ``out`` for the last one; a ReLU takes the name of the layer before it.
@@ -43,6 +45,7 @@ from handgestures.training.tb_layout import tensorboard_writer
 log = logging.getLogger(__name__)
 
 STEPS_FILE = "collapse_steps_epoch{epoch:03d}.csv"  # one per fall of validation accuracy
+ALL_STEPS_FILE = "steps.csv"  # every epoch's per-step rows, with write_steps=True
 TB_PREFIX = "health/"
 
 
@@ -128,18 +131,39 @@ def diagnose(steps: list[dict[str, float]], dead: dict[str, float], num_classes:
     return result
 
 
+def append_steps(path: Path, epoch: int, rows: list[dict[str, Any]]) -> None:
+    """Writes ``rows`` (epoch ``epoch``'s steps) to ``path`` after its rows of earlier epochs.
+
+    Rows of this epoch or later already there (a run killed after writing them and resumed from
+    the checkpoint before) are replaced, so a resumed run's file holds each step once.
+    """
+    if not rows:
+        return
+    kept: list[dict[str, str]] = []
+    if path.is_file():
+        with path.open(newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if int(r["epoch"]) < epoch]
+    with path.open("w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(kept)
+        out.writerows(rows)
+
+
 class TrainingHealth(L.Callback):
     """Per-epoch dead units, gradient norms and logits; per-step losses and gradient norms kept for a collapse.
 
     Args:
         probe_images: validation images in the fixed probe batch.
         keep_epochs: epochs of per-step data kept in memory (the current one and those before).
+        write_steps: also write every epoch's per-step rows to ``steps.csv`` in the run folder.
     """
 
-    def __init__(self, probe_images: int = 64, keep_epochs: int = 2) -> None:
+    def __init__(self, probe_images: int = 64, keep_epochs: int = 2, write_steps: bool = False) -> None:
         if probe_images < 1 or keep_epochs < 1:
             raise ValueError(f"probe_images={probe_images}, keep_epochs={keep_epochs}: expected integers >= 1")
         self.probe_images, self.keep_epochs = int(probe_images), int(keep_epochs)
+        self.write_steps = bool(write_steps)
         self._probe: torch.Tensor | None = None
         self._params: dict[str, list[nn.Parameter]] = {}
         self._relus: dict[str, nn.Module] = {}
@@ -214,6 +238,8 @@ class TrainingHealth(L.Callback):
              **{f"grad_norm/{n}": float(v) for n, v in zip(names, norms[i].tolist())}}
             for i in range(len(norms))
         )  # fmt: skip
+        if self.write_steps and trainer.is_global_zero:
+            append_steps(Path(trainer.default_root_dir) / ALL_STEPS_FILE, epoch, self._epochs[-1])
         row = {f"grad_norm/{n}": float(norms[:, j].mean()) if len(norms) else math.nan for j, n in enumerate(names)}
         probe = self._probe_batch(trainer, pl_module.device)
         if probe is not None:
