@@ -248,6 +248,7 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
     assert "fell to near chance at epoch 4: 0.1700, after a best of 0.9500 at epoch 3" in card
     assert "fell to near chance at epoch 7: 0.1600, after a best of 0.9600 at epoch 6" in card
     assert "the last epoch (8) ended at 0.1600: it never recovered, and `last.ckpt` is not the model to use" in card
+    assert "`optimizer=sgd_clipped` caps it" in card
     record.update(last_checkpoint_usable=True, collapse={**falls[0], "all": falls[:1], "last_epoch": 8, "last": 0.94})
     (run / "metrics.json").write_text(json.dumps(record))
     card = model_card(run)
@@ -264,7 +265,7 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
     card = model_card(run)
     assert "- trained in 32-true: the default for this recipe, as the study trained it" in card
     assert "retrain" not in card and "can still spike down for an epoch in either precision" in card
-    assert "clipped" not in card
+    assert "gradients clipped" not in card
     config.trainer.gradient_clip_val, config.trainer.gradient_clip_algorithm = 20.0, "norm"  # optimizer=sgd_clipped
     OmegaConf.save(config, run / "config.yaml")
     assert "SGD lr 0.01, gradients clipped at norm 20 (not the slides' plain SGD);" in model_card(run)

@@ -62,3 +62,21 @@ def test_a_bad_setting_names_itself(run, tmp_path):
     ):
         done = replay(run, "--set", bad, "--out", str(tmp_path / "bad"))
         assert done.returncode != 0 and said in done.stderr and bad in done.stderr
+
+
+def test_replay_steps_finds_the_cascade_and_counts_the_large_steps(run, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_steps", ROOT / "scripts" / "replay_steps.py")
+    steps_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(steps_module)
+    assert steps_module.longest_run([1, 30, 2, 25, 40, 90, 3], 20) == (3, 3)
+    assert steps_module.longest_run([1, 2], 20) == (0, 0)
+    assert steps_module.total_norms([{"loss": "1", "grad_norm/a": "3", "grad_norm/b": "4"}]) == [5.0]
+    done = replay(run, "--out", str(tmp_path / "same"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    over = 1e-9  # every step of the tiny run is above it: one run of 3 steps
+    summary = steps_module.summary(tmp_path / "same", over)
+    assert summary["steps"] == 3 and summary["steps_over"] == 3 and len(summary["cascade"]) == 3
+    assert summary["epoch"] == 2 and summary["gradient_clip_val"] is None and summary["precision"] == "32-true"
+    assert summary["grad_norm_max"] >= summary["grad_norm_p90"] >= summary["grad_norm_median"] > 0

@@ -108,7 +108,7 @@ def test_collapse_in_a_run_marks_last_checkpoint(tmp_path, caplog):
     assert metrics["last_checkpoint_usable"] is False and metrics["status"] == "done"
     note = (tmp_path / "checkpoints" / "LAST_CHECKPOINT_NOT_FOR_USE.txt").read_text()
     assert "last.ckpt is not the model to use" in note and "collapsed at epoch 2" in note
-    assert "validation accuracy collapsed at epoch 2" in caplog.text
+    assert "validation accuracy collapsed at epoch 2" in caplog.text and "optimizer=sgd_clipped" in caplog.text
 
 
 # ---- run folders --------------------------------------------------------------------------

@@ -238,6 +238,9 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
             + ("it recovered" if usable else "it never recovered, and `last.ckpt` is not the model to use")
             + "; the metrics above are the best checkpoint's"
         )
+        if not (config.get("trainer") or {}).get("gradient_clip_val"):
+            lines.append("- such falls come from a few SGD steps whose gradient norm runs away; "
+                         "`optimizer=sgd_clipped` caps it (not the slides' recipe; docs/study.md)")  # fmt: skip
     else:
         fall = _largest_fall(run_dir / "epochs.csv")
         dip = f"; its largest dip: {fall[1]:.4f} -> {fall[2]:.4f} at epoch {fall[0]}" if fall else ""

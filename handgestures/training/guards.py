@@ -68,7 +68,9 @@ class CollapseWatch(L.Callback):
             self.collapses.append(event)
             log.warning(
                 "validation accuracy collapsed at epoch %d: %.4f, near chance (%.4f), after a best of %.4f at epoch "
-                "%d. The best checkpoint stays the one evaluated.", epoch, value, self.chance, self.best,
+                "%d. The best checkpoint stays the one evaluated. Such falls come from a few SGD steps whose "
+                "gradient norm runs away; optimizer=sgd_clipped caps it (not the slides' recipe; docs/study.md).",
+                epoch, value, self.chance, self.best,
                 self.best_epoch,
             )  # fmt: skip
         if value > self.best:
