@@ -58,3 +58,25 @@ def test_writing_a_table_between_markers_replaces_only_what_is_between_them(name
     assert once == f"before\n{module.START} how -->\n| a |\n|---|\n{module.END}\nafter\n"
     assert module.with_table(once, "| b |") == f"before\n{module.START} how -->\n| b |\n{module.END}\nafter\n"
     assert module.table_in(once) == "| a |\n|---|"
+
+
+def test_a_clipped_run_says_so_and_sorts_after_the_study_recipe(tmp_path):
+    import json
+
+    import yaml
+
+    def run(name, clip):
+        folder = tmp_path / name
+        folder.mkdir()
+        trainer = {"precision": "bf16-mixed", "gradient_clip_val": clip}
+        (folder / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "epochs": 2, "data": {"split": "random"},
+                                                            "trainer": trainer}))  # fmt: skip
+        (folder / "epochs.csv").write_text("epoch,val/acc\n1,0.5\n2,0.9\n")
+        metrics = {"model": "ivannet", "data": "augmented", "seed": 1, "status": "done", "epochs_run": 2,
+                   "precision": "bf16-mixed", "metrics": {"test/acc": 0.9, "test_aug/acc": 0.8}}  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        return table.row_of(folder, "", {})
+
+    plain, clipped = run("plain", None), run("clipped", 20.0)
+    assert "| bf16-mixed, gradients clipped at 20 |" in clipped[1] and "clipped" not in plain[1]
+    assert sorted([clipped, plain])[0] == plain
