@@ -38,6 +38,13 @@ BAD = [  # (key, value as an override gives it, text the message must hold); "+"
     ("data.augmentation.horizontal_flip", "maybe", "horizontal_flip='maybe': expected true or false"),
     ("trainer.precision", 17, "trainer.precision=17: expected one of auto,"),
     ("trainer.accelerator", "abacus", "trainer.accelerator='abacus': expected one of auto, cpu, gpu"),
+    (
+        "trainer.gradient_clip_val",
+        -1,
+        "trainer.gradient_clip_val=-1: expected null (no clipping) or a finite number > 0",
+    ),
+    ("trainer.gradient_clip_val", float("inf"), "trainer.gradient_clip_val=inf: expected null (no clipping)"),
+    ("trainer.gradient_clip_algorithm", "max", "trainer.gradient_clip_algorithm='max': expected null, norm or value"),
     ("trainer.limit_train_batches", 1.5, "trainer.limit_train_batches=1.5: expected null, a number of batches"),
     ("data.root", "", "data.root='': expected a folder of Fingers PNGs, or null for the built-in hands"),
     ("data.root", "/no/such/folder", "data.root='/no/such/folder': expected an existing folder"),

@@ -303,6 +303,9 @@ def _check_trainer(c: _Checker) -> None:
     c.integer("trainer.max_epochs", 1)
     c.check("trainer.devices", lambda v: v == "auto" or v == -1 or (is_int(v) and v >= 1) or isinstance(v, list),
             "auto, -1, an integer >= 1 or a list of device indices")  # fmt: skip
+    c.check("trainer.gradient_clip_val", lambda v: v is None or (is_number(v) and 0 < float(v) < math.inf),
+            "null (no clipping) or a finite number > 0 (optimizer=sgd_clipped sets 20)")  # fmt: skip
+    c.check("trainer.gradient_clip_algorithm", lambda v: v in (None, "norm", "value"), "null, norm or value")
     for key in LIMIT_KEYS:
         c.check(f"trainer.{key}", lambda v: v is None or (is_int(v) and v >= 0) or (is_number(v) and 0 <= v <= 1),
                 "null, a number of batches >= 0, or a fraction in [0, 1]")  # fmt: skip
