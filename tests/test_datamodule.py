@@ -143,11 +143,19 @@ def _thp_collapse_available() -> bool:
 
 
 def test_dataset_held_in_huge_pages_with_values_unchanged():
+    import mmap
+
     from handgestures.data.cache import HUGE_PAGE, back_with_huge_pages
 
     if not _thp_collapse_available():
         pytest.skip("needs Linux 6.1+ with transparent huge pages not 'never'")
-    images = torch.randint(0, 256, (1024, 1, 128, 128), dtype=torch.uint8)  # 16 MB
+    # a mapping of its own, kept out of huge pages until asked: where the kernel's mode is
+    # "always", an ordinary allocation may already sit in huge pages and show no change
+    size = 16 * 2**20
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer.madvise(mmap.MADV_NOHUGEPAGE)
+    images = torch.frombuffer(buffer, dtype=torch.uint8).view(1024, 1, 128, 128)
+    images.copy_(torch.randint(0, 256, images.shape, dtype=torch.uint8))  # 16 MB
     before = images.clone()
     assert _anon_huge_kb(images) < 16 * 1024 - 2 * HUGE_PAGE // 1024
     assert back_with_huge_pages(images)
@@ -156,6 +164,8 @@ def test_dataset_held_in_huge_pages_with_values_unchanged():
     assert _anon_huge_kb(images) >= 16 * 1024 - 2 * HUGE_PAGE // 1024
     assert not back_with_huge_pages(torch.zeros(1000, dtype=torch.uint8))  # no whole huge page inside
     assert not back_with_huge_pages(torch.zeros(2**23, dtype=torch.uint8, device="meta"))
+    del images, before
+    buffer.close()
 
 
 def test_huge_pages_is_asked_for_the_dataset_only_when_configured(tmp_path, monkeypatch):
