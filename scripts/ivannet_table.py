@@ -6,7 +6,7 @@ Prints one markdown row per run under ``results/ivannet/runs/`` (the experiment)
 ``results/ivannet/earlier/`` (the runs made before it); ``--write`` replaces the table in
 docs/study.md between its two marker comments, and ``tests/test_docs.py`` checks that the two
 agree. A row gives what the collapse guard recorded, the deepest fall of validation accuracy
-below the best before it, the most dead units of any convolution after epoch 1 (the fixed
+below the best before it, the epochs whose training loss jumped, the most dead units of any convolution after epoch 1 (the fixed
 probe batch: the run's epochs.csv, or ``health_epochs.csv`` recomputed from the per-epoch
 checkpoints of runs made before the diagnostics), the best epoch and the test accuracies.
 A run with no metrics.json yet is listed with the epochs it has done.
@@ -34,7 +34,7 @@ START = "<!-- ivannet table:"
 END = "<!-- end of ivannet table -->"
 CONVS = [f"conv{i}" for i in range(1, 8)]
 HEADER = ("| seed | split | precision | epochs | fell to chance (guard) | deepest fall: val acc, epoch (best before) "
-          "| most dead units of a convolution after epoch 1 | best epoch, val acc | test acc | test_aug acc |")  # fmt: skip
+          "| training loss jumped (epoch: before → after) | most dead units of a convolution after epoch 1 | best epoch, val acc | test acc | test_aug acc |")  # fmt: skip
 
 
 def health_rows() -> dict[str, dict[int, dict[str, float]]]:
@@ -59,6 +59,21 @@ def deepest_fall(epochs: list[dict[str, float]]) -> str:
     if found is None or found[0] <= 0:
         return "none"
     return f"{found[1]['val/acc']:.3f}, {int(found[1]['epoch'])} (from {found[0] + found[1]['val/acc']:.3f})"
+
+
+JUMP = 1.5  # a training-loss rise to 1.5x the epoch before: a runaway's mark (docs/study.md)
+
+
+def loss_jumps(epochs: list[dict[str, float]]) -> str:
+    """The epochs whose mean training loss rose to ``JUMP`` times the epoch before, with both losses.
+
+    Validation accuracy also dips when the weights are fine (a spike); a runaway of SGD steps
+    shows as the training loss itself climbing back. The first epochs (loss near ln 6, the
+    plateau) can wobble by a few percent but never by half.
+    """
+    found = [f"{int(b['epoch'])}: {a['train/loss']:.3f} → {b['train/loss']:.3f}"
+             for a, b in zip(epochs, epochs[1:]) if b["train/loss"] >= JUMP * a["train/loss"]]  # fmt: skip
+    return "; ".join(found) if found else "none"
 
 
 def most_dead(epochs: list[dict[str, float]], health: dict[int, dict[str, float]]) -> str:
@@ -90,7 +105,7 @@ def row_of(folder: Path, note: str, health: dict[str, dict[int, dict[str, float]
     clip = (run.config.get("trainer") or {}).get("gradient_clip_val")  # optimizer=sgd_clipped: not the slides' SGD
     setting = precision + (f", gradients clipped at {clip:g}" if clip else "") + (f" ({note})" if note else "")
     cells = [str(run.seed), split, setting, epochs_cell,
-             fall_text(run, markdown=False) if done else "—", deepest_fall(epochs), dead,
+             fall_text(run, markdown=False) if done else "—", deepest_fall(epochs), loss_jumps(epochs), dead,
              best_epoch(epochs) if epochs else "—",
              f"{metrics['test/acc']:.4f}" if done else "—", f"{metrics['test_aug/acc']:.4f}" if done else "—"]  # fmt: skip
     order = (split != "random", bool(note), bool(clip), precision != "32-true", run.seed)

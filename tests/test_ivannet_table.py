@@ -40,6 +40,15 @@ def test_the_best_epoch_is_the_first_to_reach_the_highest_accuracy():
     assert table.best_epoch(epochs(0.3, 0.9997, 0.98, 0.9997)) == "2, 0.9997"
 
 
+def test_a_loss_jump_is_a_rise_to_one_and_a_half_times_the_epoch_before():
+    rows = [{"epoch": i, "train/loss": v} for i, v in enumerate([1.79, 1.70, 0.16, 0.38, 0.20, 0.29, 0.30], start=1)]
+    # 0.16 -> 0.38 and 0.20 -> 0.29 (x1.45, not a jump); a fall never counts
+    assert table.loss_jumps(rows) == "4: 0.160 → 0.380"
+    rows[5]["train/loss"] = 0.31
+    assert table.loss_jumps(rows) == "4: 0.160 → 0.380; 6: 0.200 → 0.310"
+    assert table.loss_jumps(rows[:3]) == "none"
+
+
 def test_most_dead_names_the_layer_and_epoch_and_ignores_the_first_epoch():
     rows = [{"epoch": 1, "dead/conv1": 0.9}, {"epoch": 2, "dead/conv1": 0.05, "dead/conv2": 0.0},
             {"epoch": 3, "dead/conv1": 0.6, "dead/conv2": 0.8}]  # fmt: skip
@@ -71,7 +80,7 @@ def test_a_clipped_run_says_so_and_sorts_after_the_study_recipe(tmp_path):
         trainer = {"precision": "bf16-mixed", "gradient_clip_val": clip}
         (folder / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "epochs": 2, "data": {"split": "random"},
                                                             "trainer": trainer}))  # fmt: skip
-        (folder / "epochs.csv").write_text("epoch,val/acc\n1,0.5\n2,0.9\n")
+        (folder / "epochs.csv").write_text("epoch,train/loss,val/acc\n1,1.7,0.5\n2,1.2,0.9\n")
         metrics = {"model": "ivannet", "data": "augmented", "seed": 1, "status": "done", "epochs_run": 2,
                    "precision": "bf16-mixed", "metrics": {"test/acc": 0.9, "test_aug/acc": 0.8}}  # fmt: skip
         (folder / "metrics.json").write_text(json.dumps(metrics))
