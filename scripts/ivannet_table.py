@@ -25,6 +25,8 @@ import doc_table  # noqa: E402
 
 from handgestures.analysis.falls import fall_text  # noqa: E402
 from handgestures.analysis.runs import load_run, read_epochs  # noqa: E402
+from handgestures.runfolder import stability  # noqa: E402
+from handgestures.runfolder.stability import jumps_text  # noqa: E402
 
 RESULTS = ROOT / "results" / "ivannet"
 SOURCES = {"runs": "", "earlier": "earlier run"}  # folder under results/ivannet -> note in the table
@@ -61,19 +63,9 @@ def deepest_fall(epochs: list[dict[str, float]]) -> str:
     return f"{found[1]['val/acc']:.3f}, {int(found[1]['epoch'])} (from {found[0] + found[1]['val/acc']:.3f})"
 
 
-JUMP = 1.5  # a training-loss rise to 1.5x the epoch before: a runaway's mark (docs/study.md)
-
-
 def loss_jumps(epochs: list[dict[str, float]]) -> str:
-    """The epochs whose mean training loss rose to ``JUMP`` times the epoch before, with both losses.
-
-    Validation accuracy also dips when the weights are fine (a spike); a runaway of SGD steps
-    shows as the training loss itself climbing back. The first epochs (loss near ln 6, the
-    plateau) can wobble by a few percent but never by half.
-    """
-    found = [f"{int(b['epoch'])}: {a['train/loss']:.3f} → {b['train/loss']:.3f}"
-             for a, b in zip(epochs, epochs[1:]) if b["train/loss"] >= JUMP * a["train/loss"]]  # fmt: skip
-    return "; ".join(found) if found else "none"
+    """The epochs whose mean training loss rose to 1.5 times the epoch before (a runaway's mark), with both losses."""
+    return jumps_text(stability.loss_jumps([(int(e["epoch"]), e["train/loss"]) for e in epochs]))
 
 
 def most_dead(epochs: list[dict[str, float]], health: dict[int, dict[str, float]]) -> str:

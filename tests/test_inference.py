@@ -233,11 +233,14 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("*.ckpt", "tensorboard"))
-    rows = ["epoch,val/acc", "1,0.40", "2,0.90", "3,0.95", "4,0.30", "5,0.93"]  # a dip at 4, not to chance
+    # a dip at 4, not to chance; the training loss jumps at 4 (x2.25), not at 5 (x1.4)
+    rows = ["epoch,train/loss,val/acc", "1,1.79,0.40", "2,0.90,0.90", "3,0.20,0.95", "4,0.45,0.30", "5,0.63,0.93"]
     (run / "epochs.csv").write_text("\n".join(rows) + "\n")
     card = model_card(run)
     assert "never fell to near chance (at most 0.267) after reaching 0.5; its largest dip: 0.9500 -> 0.3000 at " \
            "epoch 4" in card  # fmt: skip
+    assert "- the training loss jumped (epoch: before → after): 4: 0.200 → 0.450; a few SGD steps ran away there " \
+           "(docs/study.md), and `optimizer=sgd_clipped` caps them (not the slides' recipe)" in card  # fmt: skip
     assert "trained in" not in card  # the recipe note is IvanNet augmented's only
     record = json.loads((run / "metrics.json").read_text())
     falls = [{"epoch": 4, "before": 0.95, "best_epoch": 3, "after": 0.17},
@@ -268,7 +271,9 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
     assert "gradients clipped" not in card
     config.trainer.gradient_clip_val, config.trainer.gradient_clip_algorithm = 20.0, "norm"  # optimizer=sgd_clipped
     OmegaConf.save(config, run / "config.yaml")
-    assert "SGD lr 0.01, gradients clipped at norm 20 (not the slides' plain SGD);" in model_card(run)
+    card = model_card(run)
+    assert "SGD lr 0.01, gradients clipped at norm 20 (not the slides' plain SGD);" in card
+    assert "4: 0.200 → 0.450; a few SGD steps ran away there (docs/study.md)\n" in card  # no advice to clip
 
 
 def test_model_card_holds_the_run_and_a_command_that_reproduces_its_config(tiny_run):

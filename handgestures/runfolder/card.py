@@ -10,7 +10,6 @@ project version.
 
 from __future__ import annotations
 
-import csv
 import json
 import shlex
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 import handgestures
 from handgestures import CONF_DIR
 from handgestures.models.build import build_net
+from handgestures.runfolder.stability import jumps_text, largest_dip, loss_jumps, read_columns
 
 CONF = CONF_DIR
 NOT_OVERRIDES = ("paths", "run_info", "hydra")  # where a run writes, not what it trains
@@ -198,16 +198,6 @@ def model_card(run_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-def _largest_fall(epochs_csv: Path) -> tuple[int, float, float] | None:
-    """The largest fall of validation accuracy from one epoch to the next: (epoch, before, after)."""
-    if not epochs_csv.is_file():
-        return None
-    with epochs_csv.open(newline="") as fh:
-        values = [(int(r["epoch"]), float(r["val/acc"])) for r in csv.DictReader(fh) if r.get("val/acc")]
-    falls = [(e, before, after) for (_, before), (e, after) in zip(values, values[1:]) if after < before]
-    return max(falls, key=lambda f: f[1] - f[2], default=None)
-
-
 def _clip_text(config: dict[str, Any]) -> str:
     """``, gradients clipped ...`` when the run clipped them (``optimizer=sgd_clipped``), else ``""``."""
     trainer = config.get("trainer") or {}
@@ -228,6 +218,7 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
     near = 1 / int(config["model"].get("num_classes", 6)) + float(guard.get("chance_margin", 0.1))
     lines = ["## Training stability"]
     collapse = record.get("collapse")
+    clipped = bool((config.get("trainer") or {}).get("gradient_clip_val"))
     if collapse:
         for event in collapse.get("all") or [collapse]:
             lines.append(f"- validation accuracy fell to near chance at epoch {event['epoch']}: {event['after']:.4f}, "
@@ -238,14 +229,18 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
             + ("it recovered" if usable else "it never recovered, and `last.ckpt` is not the model to use")
             + "; the metrics above are the best checkpoint's"
         )
-        if not (config.get("trainer") or {}).get("gradient_clip_val"):
+        if not clipped:
             lines.append("- such falls come from a few SGD steps whose gradient norm runs away; "
                          "`optimizer=sgd_clipped` caps it (not the slides' recipe; docs/study.md)")  # fmt: skip
     else:
-        fall = _largest_fall(run_dir / "epochs.csv")
+        fall = largest_dip(read_columns(run_dir / "epochs.csv", "val/acc"))
         dip = f"; its largest dip: {fall[1]:.4f} -> {fall[2]:.4f} at epoch {fall[0]}" if fall else ""
         lines.append(f"- validation accuracy never fell to near chance (at most {near:.3f}) after reaching "
                      f"{guard.get('min_best', 0.5)}{dip}")  # fmt: skip
+    if jumps := loss_jumps(read_columns(run_dir / "epochs.csv", "train/loss")):
+        lines.append(f"- the training loss jumped (epoch: before → after): {jumps_text(jumps)}; a few SGD steps "
+                     "ran away there (docs/study.md)" + ("" if clipped or collapse else
+                     ", and `optimizer=sgd_clipped` caps them (not the slides' recipe)"))  # fmt: skip
     if name == "IvanNet" and config["data"].get("augment_train"):
         precision = str((config.get("trainer") or {}).get("precision", ""))
         lines.append(f"- trained in {precision}: " + (
