@@ -245,8 +245,9 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
         precision = str((config.get("trainer") or {}).get("precision", ""))
         lines.append(f"- trained in {precision}: " + (
             "the default for this recipe, as the study trained it" if precision == "32-true" else
-            "2 of 6 bf16 runs of this recipe fell to chance and one lost most of its first convolutions in an "
-            "epoch, against none of the fp32 runs so far; retrain with `trainer.precision=32-true` (the default)"
+            "of this recipe's runs so far only bf16 ones fell to chance or lost most of their first "
+            "convolutions in an epoch (the counts: docs/study.md); retrain with `trainer.precision=32-true` "
+            "(the default)"
         ) + "; its validation accuracy can still spike down for an epoch in either precision "
             "(docs/study.md, 'IvanNet on the augmented data')")  # fmt: skip
     return [*lines, ""]
