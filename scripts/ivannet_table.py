@@ -4,10 +4,10 @@
 
 Prints one markdown row per run under ``results/ivannet/runs/`` (the experiment) and
 ``results/ivannet/earlier/`` (the runs made before it); ``--write`` replaces the table in
-docs/study.md between its two marker comments, and ``tests/test_docs.py`` checks that the two
+docs/study.md between its two marker comments, and ``tests/test_ivannet_table.py`` checks that the two
 agree. A row gives what the collapse guard recorded, the deepest fall of validation accuracy
-below the best before it, the epochs whose training loss jumped, the most dead units of any convolution after epoch 1 (the fixed
-probe batch: the run's epochs.csv, or ``health_epochs.csv`` recomputed from the per-epoch
+below the best before it, the epochs whose training loss jumped, the most dead units of any
+convolution after epoch 1 (the fixed probe batch: the run's epochs.csv, or ``health_epochs.csv`` recomputed from the per-epoch
 checkpoints of runs made before the diagnostics), the best epoch and the test accuracies.
 A run with no metrics.json yet is listed with the epochs it has done.
 """
@@ -26,7 +26,6 @@ import doc_table  # noqa: E402
 from handgestures.analysis.falls import fall_text  # noqa: E402
 from handgestures.analysis.runs import load_run, read_epochs  # noqa: E402
 from handgestures.runfolder import stability  # noqa: E402
-from handgestures.runfolder.stability import jumps_text  # noqa: E402
 
 RESULTS = ROOT / "results" / "ivannet"
 SOURCES = {"runs": "", "earlier": "earlier run"}  # folder under results/ivannet -> note in the table
@@ -65,7 +64,7 @@ def deepest_fall(epochs: list[dict[str, float]]) -> str:
 
 def loss_jumps(epochs: list[dict[str, float]]) -> str:
     """The epochs whose mean training loss rose to 1.5 times the epoch before (a runaway's mark), with both losses."""
-    return jumps_text(stability.loss_jumps([(int(e["epoch"]), e["train/loss"]) for e in epochs]))
+    return stability.jumps_text(stability.loss_jumps([(int(e["epoch"]), e["train/loss"]) for e in epochs]))
 
 
 def most_dead(epochs: list[dict[str, float]], health: dict[int, dict[str, float]]) -> str:
