@@ -19,6 +19,7 @@ from handgestures.training.health import (
     append_steps,
     dead_fractions,
     diagnose,
+    diagnosis_text,
     layer_names,
 )
 
@@ -73,6 +74,35 @@ def test_diagnose_names_the_first_dead_layer_and_the_step_its_gradient_stopped()
     no_dead = diagnose(steps, {"conv1": 0.1, "fc1": 0.9})  # no dead layer: where the loss reached ln 6 and stayed
     assert (no_dead["layer"], no_dead["step"]) == (None, 105)
     assert diagnose(steps[:4], {"fc1": 0.2})["step"] is None
+
+
+def test_diagnose_names_the_runaway_step_and_layer_when_nothing_died():
+    # A fall of the validation accuracy alone: the training loss moves on, no layer dies; one step's
+    # gradient ran away, in conv1 most (20x its median) though fc1's norm is larger in absolute terms.
+    steps = [{"epoch": 3, "step": 750 + i, "loss": 1.5 + 0.01 * i, "grad_norm/conv1": 0.5, "grad_norm/fc1": 2.0}
+             for i in range(9)]  # fmt: skip
+    steps[6].update({"grad_norm/conv1": 10.0, "grad_norm/fc1": 4.0, "loss": 2.1})
+    result = diagnose(steps, {"conv1": 0.05, "fc1": 0.3})
+    assert (result["layer"], result["step"]) == (None, None)
+    run = result["runaway"]
+    assert (run["epoch"], run["step"], run["layer"], run["loss"]) == (3, 756, "conv1", 2.1)
+    assert run["grad_norm"] == pytest.approx(math.hypot(10.0, 4.0))
+    assert run["ratio"] == pytest.approx(math.hypot(10.0, 4.0) / math.hypot(0.5, 2.0))
+    text = diagnosis_text(result)
+    assert "did not stay at ln 6 and no ReLU layer is fully dead" in text and "reached ln" not in text
+    assert "at epoch 3, step 756 (loss 2.100), furthest above its median in conv1" in text
+    assert diagnose([{"epoch": 1, "step": 1, "loss": 1.0}], {})["runaway"] is None  # no per-layer norms kept
+
+
+def test_diagnosis_text_says_what_diagnose_found():
+    ln6 = math.log(6)
+    steps = [{"epoch": 2, "step": 10 + i, "loss": v, "grad_norm/fc1": n}
+             for i, (v, n) in enumerate([(1.0, 1.0), (1.2, 9.0), (ln6, 0.0), (ln6, 0.0)])]  # fmt: skip
+    dead = diagnosis_text(diagnose(steps, {"conv1": 0.1, "fc1": 1.0}))
+    assert dead.startswith("ReLU layer fc1 is fully dead, its gradient zero from epoch 2, step 12")
+    assert "9.0, 18x the median step, at epoch 2, step 11" in dead
+    flat = diagnosis_text(diagnose(steps, {"fc1": 0.4}), num_classes=6)
+    assert flat.startswith("the training loss reached ln 6 at epoch 2, step 12 and stayed; no ReLU layer")
 
 
 class KillFirstLayer(L.Callback):

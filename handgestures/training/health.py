@@ -16,8 +16,9 @@ And it keeps in memory, for the current and the previous epoch, the loss and the
 gradient norms of every step. When the collapse guard fires
 (:class:`~handgestures.training.guards.CollapseWatch`) they are written to
 ``collapse_steps_epoch<E>.csv`` in the run folder (E: the epoch of the fall), and
-:func:`diagnose` names the first layer found fully dead and the step from which it stayed dead
-(metrics.json's ``collapse.diagnosis``). With ``write_steps=True`` every epoch's per-step rows
+:func:`diagnose` names the first layer found fully dead and the step from which it stayed dead,
+and the step whose gradient norm ran furthest away and in which layer (metrics.json's
+``collapse.diagnosis``; :func:`diagnosis_text` is its sentence in the log). With ``write_steps=True`` every epoch's per-step rows
 also go to ``steps.csv`` in the run folder (the norms are those before any gradient clipping, so
 the file shows which steps a ``trainer.gradient_clip_val`` acted on).
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import statistics
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,11 @@ def diagnose(steps: list[dict[str, float]], dead: dict[str, float], num_classes:
     A dead layer passes no gradient to its own weights, so the step is the first of the last
     steps whose gradient norm there is exactly zero. Without a dead layer (the logits constant
     for another reason) the step is where the training loss reached ln(num_classes) and stayed
-    (within 0.05).
+    (within 0.05). Neither may hold: a fall of the validation accuracy alone, the weights at the
+    epoch's end predicting one class while the training loss moves on. In every case ``runaway``
+    is the kept step with the largest gradient norm (all layers together), its ratio to the
+    median step and the layer whose norm there is furthest above its own median: where the
+    step that did it is to be looked for (None without per-layer norms).
     """
     fully_dead = [name for name, fraction in dead.items() if fraction >= 1.0]
     layer = fully_dead[0] if fully_dead else None
@@ -128,7 +134,50 @@ def diagnose(steps: list[dict[str, float]], dead: dict[str, float], num_classes:
     if start is not None:
         result.update(epoch=int(steps[start]["epoch"]), step=int(steps[start]["step"]),
                       loss_before=steps[start - 1]["loss"] if start > 0 else None)  # fmt: skip
+    result["runaway"] = runaway_step(steps)
     return result
+
+
+def runaway_step(steps: list[dict[str, float]]) -> dict[str, Any] | None:
+    """The step of ``steps`` with the largest gradient norm, all layers together, as :func:`diagnose` reports it.
+
+    ``ratio`` is its norm over the median step's; ``layer`` the layer whose norm at that step is
+    the largest multiple of its own median over ``steps``. None without ``grad_norm/`` columns.
+    """
+    keys = [k for k in (steps[0] if steps else {}) if k.startswith("grad_norm/")]
+    if not keys:
+        return None
+    totals = [math.sqrt(sum(float(s[k]) ** 2 for k in keys)) for s in steps]
+    i = max(range(len(steps)), key=totals.__getitem__)
+    medians = {k: statistics.median(float(s[k]) for s in steps) for k in keys}
+    rel = {k: float(steps[i][k]) / medians[k] for k in keys if medians[k] > 0}
+    median_total = statistics.median(totals)
+    return {
+        "epoch": int(steps[i]["epoch"]), "step": int(steps[i]["step"]), "loss": float(steps[i]["loss"]),
+        "grad_norm": totals[i], "ratio": totals[i] / median_total if median_total > 0 else None,
+        "layer": max(rel, key=rel.__getitem__).removeprefix("grad_norm/") if rel else None,
+    }  # fmt: skip
+
+
+def diagnosis_text(diagnosis: dict[str, Any], num_classes: int = 6) -> str:
+    """One sentence on :func:`diagnose`'s result, true in each of its cases, for the console and the log."""
+    dead = {k: round(v, 3) for k, v in diagnosis.get("dead", {}).items()}
+    if diagnosis.get("layer") is not None:
+        where = (f"ReLU layer {diagnosis['layer']} is fully dead" + (
+            f", its gradient zero from epoch {diagnosis['epoch']}, step {diagnosis['step']}"
+            if diagnosis.get("step") is not None else ""))  # fmt: skip
+    elif diagnosis.get("step") is not None:
+        where = (f"the training loss reached ln {num_classes} at epoch {diagnosis['epoch']}, step "
+                 f"{diagnosis['step']} and stayed; no ReLU layer is fully dead")  # fmt: skip
+    else:
+        where = (f"the training loss did not stay at ln {num_classes} and no ReLU layer is fully dead: "
+                 "the weights at the epoch's end fell, not the training")  # fmt: skip
+    text = f"{where} (dead fractions {dead})"
+    if run := diagnosis.get("runaway"):
+        ratio = f", {run['ratio']:.0f}x the median step" if run.get("ratio") else ""
+        text += (f"; the largest gradient norm kept: {run['grad_norm']:.1f}{ratio}, at epoch {run['epoch']}, "
+                 f"step {run['step']} (loss {run['loss']:.3f}), furthest above its median in {run['layer']}")  # fmt: skip
+    return text
 
 
 def append_steps(path: Path, epoch: int, rows: list[dict[str, Any]]) -> None:
@@ -274,10 +323,6 @@ class TrainingHealth(L.Callback):
                 out.writeheader()
                 out.writerows(steps)
             diagnosis["steps_file"] = path.name
-            log.warning(
-                "collapse diagnosis: the training loss reached ln %d at epoch %s, step %s and stayed; fully dead "
-                "ReLU layer: %s (dead fractions %s); per-step losses and gradient norms in %s",
-                int(getattr(trainer.lightning_module.hparams, "num_classes", 6)), diagnosis["epoch"],
-                diagnosis["step"], diagnosis["layer"], {k: round(v, 3) for k, v in self.dead.items()}, path,
-            )  # fmt: skip
+            log.warning("collapse diagnosis: %s; per-step losses and gradient norms in %s", diagnosis_text(
+                diagnosis, int(getattr(trainer.lightning_module.hparams, "num_classes", 6))), path)  # fmt: skip
         return diagnosis
