@@ -255,19 +255,26 @@ def test_model_card_says_how_training_went_every_fall_and_whether_last_ckpt_is_u
     record.update(last_checkpoint_usable=True, collapse={**falls[0], "all": falls[:1], "last_epoch": 8, "last": 0.94})
     (run / "metrics.json").write_text(json.dumps(record))
     card = model_card(run)
-    assert "the last epoch (8) ended at 0.9400: it recovered" in card and "epoch 7" not in card
+    assert "the last epoch (8) ended at 0.9400: it climbed back (0.9300 at epoch 5)" in card and "epoch 7" not in card
+    record.update(last_checkpoint_usable=False, collapse={**falls[0], "all": falls[:1], "last_epoch": 8, "last": 0.8})
+    (run / "metrics.json").write_text(json.dumps(record))
+    card = model_card(run)  # recovered from the fall, then dipped at the last epoch: last.ckpt still not for use
+    assert ("the last epoch (8) ended at 0.8000: it climbed back (0.9300 at epoch 5), but ended well below its "
+            "best, and `last.ckpt` is not the model to use") in card  # fmt: skip
+    record.update(last_checkpoint_usable=True, collapse={**falls[0], "all": falls[:1], "last_epoch": 8, "last": 0.94})
+    (run / "metrics.json").write_text(json.dumps(record))
     config = OmegaConf.load(run / "config.yaml")
     config.model, config.data.augment_train = {"_target_": "handgestures.models.IvanNet", "num_classes": 6}, True
     config.trainer.precision = "bf16-mixed"
     OmegaConf.save(config, run / "config.yaml")
     card = model_card(run)
-    assert "- trained in bf16-mixed: of this recipe's runs so far only bf16 ones fell to chance" in card
+    assert "- trained in bf16-mixed: not the study's precision" in card
     assert "retrain with `trainer.precision=32-true` (the default)" in card
     config.trainer.precision = "32-true"
     OmegaConf.save(config, run / "config.yaml")
     card = model_card(run)
     assert "- trained in 32-true: the default for this recipe, as the study trained it" in card
-    assert "retrain" not in card and "can still spike down for an epoch in either precision" in card
+    assert "retrain" not in card and "have fallen to chance in either precision" in card
     assert "gradients clipped" not in card
     config.trainer.gradient_clip_val, config.trainer.gradient_clip_algorithm = 20.0, "norm"  # optimizer=sgd_clipped
     OmegaConf.save(config, run / "config.yaml")

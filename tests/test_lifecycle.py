@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from handgestures.errors import UserError
 from handgestures.runfolder.lifecycle import RunLock, prepare_folder
 from handgestures.runfolder.resume import prepare_resume, resumed_config, safe_load
-from handgestures.training.guards import CollapseWatch, RunDiverged
+from handgestures.training.guards import CollapseWatch, RunDiverged, mark_last_checkpoint
 from handgestures.training.module import HandGestureClassifier
 from handgestures.training.train import train
 
@@ -94,6 +94,20 @@ def test_collapse_thresholds(values, collapsed, usable):
     for epoch, value in enumerate(values, 1):
         watch.update(epoch, value)
     assert (watch.record() is not None, watch.last_usable) == (collapsed, usable)
+
+
+def test_last_checkpoint_note_names_the_last_fall_not_the_first(tmp_path):
+    """An early fall at the plateau's exit, then the one that matters: the note beside last.ckpt names the latter."""
+    watch = CollapseWatch(num_classes=6, min_best=0.5, chance_margin=0.1, last_tolerance=0.05)
+    for epoch, value in enumerate([0.24, 0.51, 0.17, 0.53, 0.9, 1.0, 0.17, 0.17, 0.6, 0.8], 1):
+        watch.update(epoch, value)
+    note = mark_last_checkpoint(tmp_path, watch).read_text()
+    assert (
+        "collapsed at epoch 7 (1.0000 at epoch 6 -> 0.1700; it had been near chance before, first at epoch 3)" in note
+    )
+    assert "the last epoch (10) ended at 0.8000, more than 0.05 below the best 1.0000" in note
+    watch.update(11, 0.99)  # back within the tolerance: the note goes
+    assert mark_last_checkpoint(tmp_path, watch) is None and not list((tmp_path / "checkpoints").glob("*.txt"))
 
 
 def test_collapse_in_a_run_marks_last_checkpoint(tmp_path, caplog):

@@ -326,3 +326,31 @@ def test_a_row_that_never_fell_says_so_and_a_row_of_mixed_precisions_is_a_proble
 def test_consecutive_epochs_at_chance_are_one_fall():
     assert spans([3, 12, 13, 14, 15, 29]) == "3, 12-15, 29"
     assert spans([7]) == "7" and spans([]) == ""
+
+
+def test_a_run_that_climbed_back_and_dipped_at_its_last_epoch_recovered(tmp_path):
+    """Recovery is read from the curve: back at the guard's min_best after the last epoch at chance.
+
+    IvanNet augmented grouped fp32 seed 1 fell at epoch 19, was at 0.97 by epoch 26 and ended at
+    0.81: last.ckpt is not for use (more than 0.05 below the best), yet it did recover. A run still
+    at 0.33 at its last epoch, after falling, did not.
+    """
+    curves = {0: [0.5, 0.9, 1.0, 0.17, 0.17, 0.66, 0.97, 0.81], 1: [0.5, 0.9, 0.17, 0.17, 0.17, 0.17, 0.17, 0.33]}
+    for seed, curve in curves.items():
+        folder = tmp_path / "runs" / f"ivannet-augmented-seed{seed}"
+        write_run(folder, "ivannet", "augmented", seed, test_acc=0.9, epochs=0)
+        falls = [{"epoch": e, "before": max(curve[: e - 1]), "best_epoch": curve.index(max(curve[: e - 1])) + 1,
+                  "after": v} for e, v in enumerate(curve, 1) if v < 0.27 and max(curve[: e - 1] or [0]) >= 0.5]  # fmt: skip
+        record = json.loads((folder / "metrics.json").read_text())
+        record.update(collapse={**falls[0], "all": falls, "last_epoch": 8, "last": curve[-1]},
+                      last_checkpoint_usable=False)  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps(record))
+        rows = [f"{e},{e * 10},1.0,1.0,0.5,{v},1.0" for e, v in enumerate(curve, 1)]
+        (folder / "epochs.csv").write_text(
+            "\n".join(["epoch,step,train/loss,val/loss,train/acc,val/acc,seconds", *rows]) + "\n"
+        )
+    build_report(tmp_path / "runs", tmp_path / "out")
+    per_run = {r["seed"]: r["fell_to_chance"] for r in read_csv(tmp_path / "out" / "runs.csv")}
+    assert per_run == {"0": "epoch 4-5, recovered", "1": "epoch 3-7, never recovered"}
+    rates = {(r["row"], r["metric"]): r["fell_to_chance"] for r in read_csv(tmp_path / "out" / "table_augmented.csv")}
+    assert rates[("IvanNet", "test/acc")] == "2 of 2 (1 never recovered)"

@@ -4,8 +4,8 @@ A run's metrics.json holds ``collapse`` (``None`` when validation accuracy never
 best to near chance, else the first fall with every fall under ``all``) and
 ``last_checkpoint_usable``; :class:`handgestures.training.guards.CollapseWatch` writes both. A
 run made before the guard existed has no ``collapse`` key: it is *unrecorded*, not counted as
-a run that stayed up. The report states the rate next to the rows (IvanNet augmented fell in
-bf16-mixed; docs/bf16.md) so that a mean is never read without it.
+a run that stayed up. The report states the rate next to the rows (IvanNet augmented has fallen
+in both precisions; docs/study.md) so that a mean is never read without it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from handgestures.runfolder.record import STATUS_DONE
+from handgestures.runfolder.stability import recovery
 
 
 def recorded(run: Any) -> bool:
@@ -42,8 +43,22 @@ def spans(epochs: list[int]) -> str:
 
 
 def never_recovered(run: Any) -> bool:
-    """A fall the run ended in: its last checkpoint is marked not for use."""
-    return fell(run) and run.info.get("last_checkpoint_usable") is False
+    """A fall the run ended in: validation accuracy never got back to the guard's ``min_best`` after it.
+
+    Read from the run's curve (epochs.csv); a run whose curve does not reach its last fall falls
+    back on ``last_checkpoint_usable`` (false when the last epoch ended well below the best, which a
+    run that recovered and then dipped at its last epoch also is).
+    """
+    if not fell(run):
+        return False
+    last_fall = fall_epochs(run)[-1]
+    values = [
+        (int(r["epoch"]), r["val/acc"]) for r in run.epochs if "epoch" in r and r.get("val/acc") == r.get("val/acc")
+    ]
+    if any(e >= last_fall for e, _ in values):
+        guard = ((run.config.get("guards") or {}).get("collapse") or {}) if run.config else {}
+        return recovery(values, last_fall, float(guard.get("min_best", 0.5))) is None
+    return run.info.get("last_checkpoint_usable") is False
 
 
 def fall_text(run: Any, markdown: bool = True) -> str:

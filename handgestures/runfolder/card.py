@@ -20,7 +20,7 @@ import yaml
 import handgestures
 from handgestures import CONF_DIR
 from handgestures.models.build import build_net
-from handgestures.runfolder.stability import jumps_text, largest_dip, loss_jumps, read_columns
+from handgestures.runfolder.stability import jumps_text, largest_dip, loss_jumps, read_columns, recovery
 
 CONF = CONF_DIR
 NOT_OVERRIDES = ("paths", "run_info", "hydra")  # where a run writes, not what it trains
@@ -224,11 +224,18 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
             lines.append(f"- validation accuracy fell to near chance at epoch {event['epoch']}: {event['after']:.4f}, "
                          f"after a best of {event['before']:.4f} at epoch {event['best_epoch']}")  # fmt: skip
         usable = record.get("last_checkpoint_usable", True)
-        lines.append(
-            f"- the last epoch ({collapse.get('last_epoch')}) ended at {collapse.get('last', float('nan')):.4f}: "
-            + ("it recovered" if usable else "it never recovered, and `last.ckpt` is not the model to use")
-            + "; the metrics above are the best checkpoint's"
-        )
+        values = read_columns(run_dir / "epochs.csv", "val/acc")
+        last_fall = max(int(e["epoch"]) for e in collapse.get("all") or [collapse])
+        back = recovery(values, last_fall, float(guard.get("min_best", 0.5)))
+        climbed = f"it climbed back ({back[1]:.4f} at epoch {back[0]})" if back else None
+        if usable:
+            verdict = climbed or "it recovered"
+        elif back:
+            verdict = f"{climbed}, but ended well below its best, and `last.ckpt` is not the model to use"
+        else:
+            verdict = "it never recovered, and `last.ckpt` is not the model to use"
+        lines.append(f"- the last epoch ({collapse.get('last_epoch')}) ended at {collapse.get('last', float('nan')):.4f}: "
+                     f"{verdict}; the metrics above are the best checkpoint's")  # fmt: skip
         if not clipped:
             lines.append("- such falls come from a few SGD steps whose gradient norm runs away; "
                          "`optimizer=sgd_clipped` caps it (not the slides' recipe; docs/study.md)")  # fmt: skip
@@ -245,11 +252,10 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
         precision = str((config.get("trainer") or {}).get("precision", ""))
         lines.append(f"- trained in {precision}: " + (
             "the default for this recipe, as the study trained it" if precision == "32-true" else
-            "of this recipe's runs so far only bf16 ones fell to chance or lost most of their first "
-            "convolutions in an epoch (the counts: docs/study.md); retrain with `trainer.precision=32-true` "
-            "(the default)"
-        ) + "; its validation accuracy can still spike down for an epoch in either precision "
-            "(docs/study.md, 'IvanNet on the augmented data')")  # fmt: skip
+            "not the study's precision; retrain with `trainer.precision=32-true` (the default) to "
+            "train as the study did"
+        ) + "; runs of this recipe have fallen to chance in either precision, and its validation "
+            "accuracy can spike down for an epoch (the counts: docs/study.md, 'IvanNet on the augmented data')")  # fmt: skip
     return [*lines, ""]
 
 

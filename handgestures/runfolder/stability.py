@@ -1,4 +1,4 @@
-"""How a run's training went, read from its epochs.csv: the largest validation dip and the loss jumps.
+"""How a run's training went, read from its epochs.csv: the largest validation dip, the loss jumps, recovery.
 
 Two different things look alike on a validation curve. A *spike* is an epoch whose validation
 accuracy dips while the weights are fine (IvanNet trained on augmented images and validated on
@@ -43,3 +43,14 @@ def loss_jumps(values: list[tuple[int, float]], factor: float = JUMP) -> list[tu
 def jumps_text(jumps: list[tuple[int, float, float]]) -> str:
     """'20: 0.164 → 0.381; 25: 0.104 → 0.245', or 'none'."""
     return "; ".join(f"{e}: {before:.3f} → {after:.3f}" for e, before, after in jumps) or "none"
+
+
+def recovery(values: list[tuple[int, float]], last_fall: int, min_best: float = 0.5) -> tuple[int, float] | None:
+    """After a run's last epoch at chance, the first (epoch, validation accuracy) back at ``min_best`` or more.
+
+    None when it never climbed back, or when ``values`` (epoch, val/acc) do not reach ``last_fall``
+    (no curve to tell). ``min_best`` is the collapse guard's own mark of a trained network: a fall
+    counts once the run has reached it, and a recovery when it reaches it again. A recovered run can
+    still end below its best (a late validation dip); that is ``last_checkpoint_usable``, not this.
+    """
+    return next(((e, v) for e, v in values if e > last_fall and v >= min_best), None)

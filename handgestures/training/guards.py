@@ -115,11 +115,16 @@ def mark_last_checkpoint(out_dir: Path, watch: CollapseWatch) -> Path | None:
         note.unlink(missing_ok=True)
         return None
     note.parent.mkdir(parents=True, exist_ok=True)
-    first = watch.collapses[0]
+    falls = watch.collapses  # the last new fall: the first epoch of the last run of consecutive epochs at chance
+    last = next(
+        f for i, f in enumerate(falls) if all(g["epoch"] == f["epoch"] + j + 1 for j, g in enumerate(falls[i + 1 :]))
+    )
+    earlier = f"; it had been near chance before, first at epoch {falls[0]['epoch']}" if last is not falls[0] else ""
     write_text(note, (
-        f"{LAST_CHECKPOINT} is not the model to use: validation accuracy collapsed at epoch {first['epoch']} "
-        f"({first['before']:.4f} at epoch {first['best_epoch']} -> {first['after']:.4f}) and the last epoch "
-        f"({watch.last_epoch}) ended at {watch.last:.4f}. Use the best checkpoint (metrics.json's best_checkpoint).\n"
+        f"{LAST_CHECKPOINT} is not the model to use: validation accuracy collapsed at epoch {last['epoch']} "
+        f"({last['before']:.4f} at epoch {last['best_epoch']} -> {last['after']:.4f}{earlier}) and the last epoch "
+        f"({watch.last_epoch}) ended at {watch.last:.4f}, more than {watch.last_tolerance:g} below the best "
+        f"{watch.best:.4f}. Use the best checkpoint (metrics.json's best_checkpoint).\n"
     ))  # fmt: skip
     log.warning("%s is not the model to use (see %s)", LAST_CHECKPOINT, note)
     return note
