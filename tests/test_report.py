@@ -14,8 +14,9 @@ import pytest
 from helpers import ROOT
 from PIL import Image
 
-from handgestures.analysis.falls import spans
+from handgestures.analysis.falls import never_recovered, spans
 from handgestures.analysis.report import SLIDES, build_report, main
+from handgestures.analysis.runs import Run
 from handgestures.training.train import resolve_precision
 
 MODELS = ("carlosnet", "ivannet")
@@ -354,3 +355,18 @@ def test_a_run_that_climbed_back_and_dipped_at_its_last_epoch_recovered(tmp_path
     assert per_run == {"0": "epoch 4-5, recovered", "1": "epoch 3-7, never recovered"}
     rates = {(r["row"], r["metric"]): r["fell_to_chance"] for r in read_csv(tmp_path / "out" / "table_augmented.csv")}
     assert rates[("IvanNet", "test/acc")] == "2 of 2 (1 never recovered)"
+
+
+def test_recovery_without_a_validation_curve_falls_back_on_last_checkpoint_usable(tmp_path):
+    """A curve without val/acc (or with NaN) says nothing: the record's last_checkpoint_usable decides."""
+    event = {"epoch": 2, "before": 0.9, "best_epoch": 1, "after": 0.17}
+    info = {"status": "done", "collapse": {**event, "all": [event]}, "last_checkpoint_usable": False}
+    rows = [
+        {"epoch": 1.0, "train/loss": 1.0},
+        {"epoch": 2.0, "train/loss": 1.7},
+        {"epoch": 3.0, "val/acc": float("nan")},
+    ]
+    run = Run(tmp_path / "none", "ivannet", "augmented", 0, "done", info, None, rows)
+    assert never_recovered(run)
+    run.info["last_checkpoint_usable"] = True
+    assert not never_recovered(run)

@@ -10,6 +10,7 @@ in both precisions; docs/study.md) so that a mean is never read without it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from handgestures.runfolder.record import STATUS_DONE
@@ -52,9 +53,8 @@ def never_recovered(run: Any) -> bool:
     if not fell(run):
         return False
     last_fall = fall_epochs(run)[-1]
-    values = [
-        (int(r["epoch"]), r["val/acc"]) for r in run.epochs if "epoch" in r and r.get("val/acc") == r.get("val/acc")
-    ]
+    values = [(int(r["epoch"]), r["val/acc"]) for r in run.epochs
+              if "epoch" in r and isinstance(r.get("val/acc"), float) and not math.isnan(r["val/acc"])]  # fmt: skip
     if any(e >= last_fall for e, _ in values):
         guard = ((run.config.get("guards") or {}).get("collapse") or {}) if run.config else {}
         return recovery(values, last_fall, float(guard.get("min_best", 0.5))) is None
