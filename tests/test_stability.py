@@ -1,6 +1,14 @@
-"""A run's training, read from epochs.csv: the largest validation dip and the epochs whose training loss jumped."""
+"""A run's training, read from epochs.csv: the largest validation dip, the epochs whose training loss jumped, recovery."""
 
-from handgestures.runfolder.stability import jumps_text, largest_dip, loss_jumps, read_columns
+from handgestures.runfolder.stability import (
+    climbed_back,
+    jumps_text,
+    largest_dip,
+    last_fall,
+    loss_jumps,
+    read_columns,
+    recovery,
+)
 
 
 def test_read_columns_keeps_the_rows_that_have_every_column(tmp_path):
@@ -25,3 +33,22 @@ def test_a_jump_is_a_rise_to_one_and_a_half_times_the_epoch_before():
     assert loss_jumps(losses, factor=1.4) == [(4, 0.16, 0.38), (6, 0.20, 0.29), (8, 0.05, 0.08)]
     assert jumps_text(loss_jumps(losses)) == "4: 0.160 → 0.380; 8: 0.050 → 0.080"
     assert jumps_text([]) == "none"
+
+
+def test_recovery_is_the_first_epoch_back_at_min_best_after_the_last_fall():
+    # grouped seed 1's shape: a dip at 3 (plateau exit), a fall at 19-22, back at 23 and 26
+    values = [(2, 0.51), (3, 0.17), (4, 0.53), (18, 0.99), (19, 0.17), (22, 0.16), (23, 0.66), (26, 0.97), (30, 0.81)]
+    assert recovery(values, 22) == (23, 0.66)
+    assert recovery(values, 22, min_best=0.9) == (26, 0.97)
+    assert recovery(values, 30) is None  # nothing after the last epoch: no climb back to report
+    assert recovery(values[:6], 22) is None  # the curve stops at the fall
+
+
+def test_climbed_back_reads_the_last_fall_and_the_guards_min_best_from_the_record():
+    collapse = {"epoch": 3, "all": [{"epoch": 3}, {"epoch": 19}, {"epoch": 22}, {"epoch": 20}]}
+    assert last_fall(collapse) == 22
+    assert last_fall({"epoch": 12}) == 12  # a record from before ``all``: the one event
+    values = [(19, 0.17), (22, 0.16), (23, 0.66), (26, 0.97)]
+    assert climbed_back(values, collapse, {}) == (23, 0.66)
+    assert climbed_back(values, collapse, {"min_best": 0.9}) == (26, 0.97)
+    assert climbed_back(values, {"epoch": 26}, {}) is None

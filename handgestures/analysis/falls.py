@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from handgestures.runfolder.record import STATUS_DONE
-from handgestures.runfolder.stability import recovery
+from handgestures.runfolder.stability import climbed_back, last_fall
 
 
 def recorded(run: Any) -> bool:
@@ -52,12 +52,12 @@ def never_recovered(run: Any) -> bool:
     """
     if not fell(run):
         return False
-    last_fall = fall_epochs(run)[-1]
+    collapse = run.info["collapse"]
     values = [(int(r["epoch"]), r["val/acc"]) for r in run.epochs
               if "epoch" in r and isinstance(r.get("val/acc"), float) and not math.isnan(r["val/acc"])]  # fmt: skip
-    if any(e >= last_fall for e, _ in values):
+    if any(e >= last_fall(collapse) for e, _ in values):
         guard = ((run.config.get("guards") or {}).get("collapse") or {}) if run.config else {}
-        return recovery(values, last_fall, float(guard.get("min_best", 0.5))) is None
+        return climbed_back(values, collapse, guard) is None
     return run.info.get("last_checkpoint_usable") is False
 
 

@@ -20,7 +20,7 @@ import yaml
 import handgestures
 from handgestures import CONF_DIR
 from handgestures.models.build import build_net
-from handgestures.runfolder.stability import jumps_text, largest_dip, loss_jumps, read_columns, recovery
+from handgestures.runfolder.stability import climbed_back, jumps_text, largest_dip, loss_jumps, read_columns
 
 CONF = CONF_DIR
 NOT_OVERRIDES = ("paths", "run_info", "hydra")  # where a run writes, not what it trains
@@ -219,14 +219,13 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
     lines = ["## Training stability"]
     collapse = record.get("collapse")
     clipped = bool((config.get("trainer") or {}).get("gradient_clip_val"))
+    val_acc = read_columns(run_dir / "epochs.csv", "val/acc")
     if collapse:
         for event in collapse.get("all") or [collapse]:
             lines.append(f"- validation accuracy fell to near chance at epoch {event['epoch']}: {event['after']:.4f}, "
                          f"after a best of {event['before']:.4f} at epoch {event['best_epoch']}")  # fmt: skip
         usable = record.get("last_checkpoint_usable", True)
-        values = read_columns(run_dir / "epochs.csv", "val/acc")
-        last_fall = max(int(e["epoch"]) for e in collapse.get("all") or [collapse])
-        back = recovery(values, last_fall, float(guard.get("min_best", 0.5)))
+        back = climbed_back(val_acc, collapse, guard)
         climbed = f"it climbed back ({back[1]:.4f} at epoch {back[0]})" if back else None
         if usable:
             verdict = climbed or "it recovered"
@@ -240,7 +239,7 @@ def _stability_lines(run_dir: Path, record: dict[str, Any], config: dict[str, An
             lines.append("- such falls come from a few SGD steps whose gradient norm runs away; "
                          "`optimizer=sgd_clipped` caps it (not the slides' recipe; docs/study.md)")  # fmt: skip
     else:
-        fall = largest_dip(read_columns(run_dir / "epochs.csv", "val/acc"))
+        fall = largest_dip(val_acc)
         dip = f"; its largest dip: {fall[1]:.4f} -> {fall[2]:.4f} at epoch {fall[0]}" if fall else ""
         lines.append(f"- validation accuracy never fell to near chance (at most {near:.3f}) after reaching "
                      f"{guard.get('min_best', 0.5)}{dip}")  # fmt: skip

@@ -54,3 +54,13 @@ def recovery(values: list[tuple[int, float]], last_fall: int, min_best: float = 
     still end below its best (a late validation dip); that is ``last_checkpoint_usable``, not this.
     """
     return next(((e, v) for e, v in values if e > last_fall and v >= min_best), None)
+
+
+def last_fall(collapse: dict) -> int:
+    """The last epoch a collapse record (metrics.json's ``collapse``) has at chance: its ``all`` list, or the one event."""
+    return max(int(event["epoch"]) for event in collapse.get("all") or [collapse])
+
+
+def climbed_back(values: list[tuple[int, float]], collapse: dict, guard: dict) -> tuple[int, float] | None:
+    """:func:`recovery` after the record's last fall, at the collapse guard's own ``min_best`` (``guard``: its config)."""
+    return recovery(values, last_fall(collapse), float(guard.get("min_best", 0.5)))
