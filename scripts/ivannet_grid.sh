@@ -10,10 +10,14 @@
 # seed:precision:split[:dataset[:optimizer]], the dataset `augmented` (the default) or `base`, the
 # optimizer a conf/optimizer/ name: `sgd` (the default, the study's) or `sgd_clipped` (the folder
 # name then ends in -sgd_clipped).
+#
+# A run that fails does not stop the queue (the next run may still be good), but the script
+# exits 1 when any run did, naming each, so a failed queue never reads as a finished one.
 set -uo pipefail
 data=$1 out=$2
 shift 2
 cd "$(dirname "$0")/.."
+failed=()
 for spec in "$@"; do
   IFS=: read -r seed precision split dataset optimizer <<<"$spec"
   dataset=${dataset:-augmented} optimizer=${optimizer:-sgd}
@@ -36,5 +40,12 @@ for spec in "$@"; do
       "+callbacks.every_epoch.filename='step{step}'" +callbacks.every_epoch.auto_insert_metric_name=false \
       hydra.run.dir="$dir"
   fi
-  echo "== $dir: exit $? ($(date -u +%FT%TZ))"
+  rc=$?
+  echo "== $dir: exit $rc ($(date -u +%FT%TZ))"
+  ((rc == 0)) || failed+=("$dir (exit $rc)")
 done
+if ((${#failed[@]})); then
+  printf 'ivannet_grid: %d of %d runs failed:\n' "${#failed[@]}" "$#" >&2
+  printf '  %s\n' "${failed[@]}" >&2
+  exit 1
+fi
