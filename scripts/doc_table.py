@@ -4,9 +4,10 @@
     | ... the table ... |
     <!-- end of <name> table -->
 
-Used by scripts/readme_table.py (README.md's results table) and scripts/ivannet_table.py
-(docs/study.md's IvanNet table): each prints its table and, with ``--write``, puts it between
-the markers; a test compares the document with the generated table.
+Used by scripts/readme_table.py (README.md's results table), scripts/ivannet_table.py
+(docs/study.md's IvanNet table) and scripts/leakage_tables.py (docs/leakage.md's two tables):
+each prints its table and, with ``--write``, puts it between the markers; a test compares the
+document with the generated table.
 """
 
 from __future__ import annotations
