@@ -116,9 +116,10 @@ def mark_last_checkpoint(out_dir: Path, watch: CollapseWatch) -> Path | None:
         return None
     note.parent.mkdir(parents=True, exist_ok=True)
     falls = watch.collapses  # the last new fall: the first epoch of the last run of consecutive epochs at chance
-    last = next(
-        f for i, f in enumerate(falls) if all(g["epoch"] == f["epoch"] + j + 1 for j, g in enumerate(falls[i + 1 :]))
-    )
+    i = len(falls) - 1
+    while i and falls[i - 1]["epoch"] == falls[i]["epoch"] - 1:
+        i -= 1
+    last = falls[i]
     earlier = f"; it had been near chance before, first at epoch {falls[0]['epoch']}" if last is not falls[0] else ""
     write_text(note, (
         f"{LAST_CHECKPOINT} is not the model to use: validation accuracy collapsed at epoch {last['epoch']} "
